@@ -1,0 +1,110 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/consentledger/consentledger/ledger/subject"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+)
+
+// Request asks the ledger to append one entry.
+type Request struct {
+	// Entry carries the event, actor and idempotency key. The ledger sets
+	// index, recorded_at, prev_hash and the subject fields and chain links,
+	// overwriting whatever the caller put there. The ledger takes ownership.
+	Entry *pb.Entry
+	// Subject is the person the entry is about: required for consent events
+	// and send decisions, absent otherwise. Its table row is created on the
+	// first grant, withdrawal or decision.
+	Subject *subject.Identifier
+	// CheckHead makes a SendDecision conditional: it is appended only if
+	// the subject's consent head is still ExpectedHead (nil: no consent
+	// event), else Append returns ErrStaleHead and the caller evaluates again.
+	CheckHead    bool
+	ExpectedHead *pb.EntryRef
+	// Fingerprint identifies the request behind an idempotency key (a
+	// digest of the caller's request); a retry with the same key but another
+	// fingerprint is refused with ErrConflict. At most 64 bytes.
+	Fingerprint []byte
+}
+
+// Receipt tells where an entry was appended.
+type Receipt struct {
+	Index      uint64
+	LeafHash   []byte
+	RecordedAt time.Time
+	// SubjectID is the entry's subject_id (empty for entries about no subject).
+	SubjectID string
+	// Duplicate is true when the request was a retry of an earlier one with
+	// the same idempotency key: nothing new was appended, and the receipt is
+	// the earlier entry's.
+	Duplicate bool
+}
+
+// Ref returns the receipt as an EntryRef.
+func (r Receipt) Ref() *pb.EntryRef {
+	return &pb.EntryRef{Index: r.Index, LeafHash: r.LeafHash, RecordedAt: timestamppb.New(r.RecordedAt)}
+}
+
+type pending struct {
+	req  *Request
+	size int // approximate bytes, for bounding a batch
+	done chan result
+}
+
+type result struct {
+	rcpt Receipt
+	err  error
+}
+
+// Append sequences one entry and returns once it is durably committed.
+// A refused request (the error wraps ErrInvalid, ErrNotFound,
+// ErrPrecondition, ErrConflict or ErrStaleHead) appends nothing. Once the
+// request is accepted, Append waits for the commit even if ctx ends, so
+// that its answer is always true.
+func (l *Ledger) Append(ctx context.Context, req *Request) (Receipt, error) {
+	if err := checkRequest(req); err != nil {
+		return Receipt{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Receipt{}, err
+	}
+	p := &pending{req: req, size: approxSize(req.Entry), done: make(chan result, 1)}
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		return Receipt{}, fmt.Errorf("%w: the ledger is shutting down", ErrClosed)
+	}
+	if err := l.brokenErr(); err != nil {
+		l.closeMu.RUnlock()
+		return Receipt{}, err
+	}
+	l.queue <- p
+	l.closeMu.RUnlock()
+	r := <-p.done
+	return r.rcpt, r.err
+}
+
+func approxSize(e *pb.Entry) int {
+	if pp := e.GetPolicyPublished(); pp != nil {
+		n := 0
+		for _, f := range pp.Files {
+			n += len(f.Name) + len(f.Content)
+		}
+		return n + 512
+	}
+	return 512
+}
+
+// sameRef reports whether two consent heads are the same entry (nil: none).
+func sameRef(a, b *pb.EntryRef) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Index == b.Index && bytes.Equal(a.LeafHash, b.LeafHash)
+}

@@ -1,0 +1,148 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/consentledger/consentledger/ledger/storage"
+)
+
+// Checkpoint is a signed checkpoint: a C2SP tlog-checkpoint body (origin,
+// tree size, base64 root) in a C2SP signed note.
+type Checkpoint struct {
+	Size uint64
+	Root []byte
+	// Note is the signed note, verbatim, as auditors verify it.
+	Note []byte
+}
+
+// LatestCheckpoint returns the most recently signed checkpoint.
+func (l *Ledger) LatestCheckpoint() *Checkpoint { return l.latest.Load() }
+
+// SignCheckpoint signs a checkpoint of the committed tree if it is larger
+// than the latest signed one, keeps it, and returns the latest checkpoint.
+// It never signs two roots for one size.
+func (l *Ledger) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	v := l.view.Load()
+	if latest := l.latest.Load(); latest != nil && latest.Size >= v.size {
+		return latest, nil
+	}
+	body := log.Checkpoint{Origin: l.origin, Size: v.size, Hash: v.root}.Marshal()
+	signed, err := note.Sign(&note.Note{Text: string(body)}, l.keys.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint of size %d: %w", v.size, err)
+	}
+	err = l.store.Update(ctx, func(tx storage.WriteTx) error {
+		if _, err := tx.Get(checkpointKey(v.size)); err == nil {
+			return fmt.Errorf("a checkpoint of size %d is already stored", v.size)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := tx.Set(checkpointKey(v.size), signed); err != nil {
+			return err
+		}
+		return tx.Set(latestCheckpointKey, signed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store checkpoint of size %d: %w", v.size, err)
+	}
+	c := &Checkpoint{Size: v.size, Root: v.root, Note: signed}
+	l.latest.Store(c)
+	return c, nil
+}
+
+// CheckpointAt returns the kept checkpoint of exactly the given size.
+func (l *Ledger) CheckpointAt(ctx context.Context, size uint64) (*Checkpoint, error) {
+	var c *Checkpoint
+	err := l.store.View(ctx, func(tx storage.ReadTx) error {
+		raw, err := tx.Get(checkpointKey(size))
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: no checkpoint of size %d was signed", ErrNotFound, size)
+		}
+		if err != nil {
+			return err
+		}
+		c, err = l.parseCheckpoint(raw)
+		return err
+	})
+	return c, err
+}
+
+// Checkpoints calls fn for every kept checkpoint, in order of size.
+func (l *Ledger) Checkpoints(ctx context.Context, fn func(*Checkpoint) error) error {
+	return l.store.View(ctx, func(tx storage.ReadTx) error {
+		return tx.Scan([]byte{tabCheckpoint}, storage.PrefixEnd([]byte{tabCheckpoint}), func(k, v []byte) error {
+			c, err := l.parseCheckpoint(v)
+			if err != nil {
+				return err
+			}
+			if c.Size != binary.BigEndian.Uint64(k[1:]) {
+				return fmt.Errorf("checkpoint stored at size %d names size %d", binary.BigEndian.Uint64(k[1:]), c.Size)
+			}
+			return fn(c)
+		})
+	})
+}
+
+func (l *Ledger) parseCheckpoint(raw []byte) (*Checkpoint, error) {
+	v, err := note.NewVerifier(l.keys.VerifierKey)
+	if err != nil {
+		return nil, err
+	}
+	cp, _, _, err := log.ParseCheckpoint(raw, l.origin, v)
+	if err != nil {
+		return nil, fmt.Errorf("stored checkpoint does not verify: %w", err)
+	}
+	return &Checkpoint{Size: cp.Size, Root: cp.Hash, Note: append([]byte(nil), raw...)}, nil
+}
+
+func (l *Ledger) loadLatestCheckpoint(ctx context.Context) error {
+	var latest []byte
+	err := l.store.View(ctx, func(tx storage.ReadTx) error {
+		var err error
+		latest, err = tx.Get(latestCheckpointKey)
+		return err
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read latest checkpoint: %w", err)
+	}
+	c, err := l.parseCheckpoint(latest)
+	if err != nil {
+		return err
+	}
+	if c.Size > l.Size() {
+		return fmt.Errorf("the latest checkpoint has size %d but the log holds %d entries: the store lost entries", c.Size, l.Size())
+	}
+	l.latest.Store(c)
+	return nil
+}
+
+// signLoop signs a checkpoint every CheckpointInterval when the log has grown.
+func (l *Ledger) signLoop() {
+	defer l.bg.Done()
+	t := time.NewTicker(l.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stopBg:
+			return
+		case <-t.C:
+			if latest := l.latest.Load(); latest == nil || latest.Size < l.Size() {
+				if _, err := l.SignCheckpoint(context.Background()); err != nil {
+					l.opts.Logger.Error("sign checkpoint", "err", err)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Key files in a data directory. The two secrets are created with mode 0600.
+const (
+	SigningKeyFile  = "signing.key"  // note signer key (PRIVATE+KEY+origin+hash+base64)
+	SubjectKeyFile  = "subject.key"  // hex HMAC key of the erasable subject table
+	VerifierKeyFile = "verifier.key" // the verifier key auditors pin (public)
+)
+
+// DefaultOrigin is the checkpoint origin used when none is configured.
+const DefaultOrigin = "consentledger.local/ledger"
+
+// Keys are the ledger's secrets and the public key auditors pin.
+type Keys struct {
+	// Signer signs checkpoints; its name is the log's origin.
+	Signer note.Signer
+	// VerifierKey is the note verifier key "<origin>+<hash>+<base64>".
+	VerifierKey string
+	// SubjectKey is the 32-byte HMAC key of the erasable subject table.
+	SubjectKey []byte
+}
+
+// NewKeys returns fresh keys for origin without storing them (for tests and
+// for LoadOrCreateKeys).
+func NewKeys(origin string) (*Keys, string, error) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		return nil, "", fmt.Errorf("generate signing key for origin %q: %w", origin, err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, "", fmt.Errorf("load generated signing key: %w", err)
+	}
+	sk := make([]byte, 32)
+	if _, err := rand.Read(sk); err != nil {
+		return nil, "", fmt.Errorf("generate subject key: %w", err)
+	}
+	return &Keys{Signer: signer, VerifierKey: vkey, SubjectKey: sk}, skey, nil
+}
+
+// LoadOrCreateKeys reads the keys in dir, creating them on first use. An
+// empty origin means the origin of the existing key, or DefaultOrigin for a
+// new directory; a non-empty origin must match an existing key's.
+func LoadOrCreateKeys(dir, origin string) (*Keys, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	skeyPath := filepath.Join(dir, SigningKeyFile)
+	skeyText, err := os.ReadFile(skeyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if origin == "" {
+			origin = DefaultOrigin
+		}
+		keys, skey, err := NewKeys(origin)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeSecret(filepath.Join(dir, SubjectKeyFile), []byte(hex.EncodeToString(keys.SubjectKey)+"\n")); err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, VerifierKeyFile), []byte(keys.VerifierKey+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		// The signing key goes last: its presence marks a complete key set.
+		if err := writeSecret(skeyPath, []byte(skey+"\n")); err != nil {
+			return nil, err
+		}
+		return keys, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	skey := strings.TrimSpace(string(skeyText))
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s is not a valid note signer key: %w", skeyPath, err)
+	}
+	if origin != "" && signer.Name() != origin {
+		return nil, fmt.Errorf("the data directory %s belongs to the log with origin %q, not %q: start without --origin, or use another data directory", dir, signer.Name(), origin)
+	}
+	vkey, err := verifierKeyOf(skey)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, VerifierKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	skHex, err := os.ReadFile(filepath.Join(dir, SubjectKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read subject key: %w", err)
+	}
+	sk, err := hex.DecodeString(strings.TrimSpace(string(skHex)))
+	if err != nil || len(sk) != 32 {
+		return nil, fmt.Errorf("subject key %s must hold 32 bytes in hex", filepath.Join(dir, SubjectKeyFile))
+	}
+	return &Keys{Signer: signer, VerifierKey: vkey, SubjectKey: sk}, nil
+}
+
+// ReadVerifierKey returns the verifier key of the log in dir, without
+// opening the log (so it works while a server runs).
+func ReadVerifierKey(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, VerifierKeyFile))
+	if err != nil {
+		return "", fmt.Errorf("read verifier key (has a server been started with --data %s?): %w", dir, err)
+	}
+	vkey := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return "", fmt.Errorf("verifier key in %s is malformed: %w", dir, err)
+	}
+	return vkey, nil
+}
+
+// verifierKeyOf derives the verifier key from a note signer key
+// "PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>".
+func verifierKeyOf(skey string) (string, error) {
+	parts := strings.Split(strings.TrimPrefix(skey, "PRIVATE+KEY+"), "+")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("signing key is malformed")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", fmt.Errorf("signing key is not an Ed25519 note key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return note.NewEd25519VerifierKey(parts[0], pub)
+}
+
+func writeSecret(path string, data []byte) error { return writeFileAtomic(path, data, 0o600) }
+
+// writeFileAtomic writes data to path through a synced temporary file with
+// the given mode, so a crash leaves either no file or the whole file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Store layout. Every key starts with one byte naming its table.
+//
+//	'e' index(8)          entry bytes, exactly as hashed
+//	't' level(1) index(8) tile of node hashes (see tile.go)
+//	'm'                   tree metadata (size, compact range, last leaf, clock)
+//	'c' size(8)           signed checkpoint note for that size
+//	'l'                   the latest signed checkpoint note
+//	'i' actor 0 key       idempotency record: the entry a retry gets back
+//	'f' actor 0 key       fingerprint of the request that first used the key
+//	's' subject_id        SubjectState (state index)
+//	'b' breach_id         BreachState (state index)
+//	'p'                   PolicyState: the active policy (state index)
+//	'x' hmac(32)          erasable subject table row: salt(32) subject_id
+//
+// 'e', 't', 'm', 'c' and 'l' are the log; 'i', 's', 'b' and 'p' are the
+// state index, derivable from the entries; 'x' is outside the tree and
+// erasable; 'f' is not derivable (a rebuilt index keeps the fingerprints).
+const (
+	tabEntry      = 'e'
+	tabTile       = 't'
+	tabMeta       = 'm'
+	tabCheckpoint = 'c'
+	tabLatest     = 'l'
+	tabIdem       = 'i'
+	tabFinger     = 'f'
+	tabSubject    = 's'
+	tabBreach     = 'b'
+	tabPolicy     = 'p'
+	tabTable      = 'x'
+)
+
+// stateTables are the tables RebuildState derives from the entries.
+var stateTables = []byte{tabIdem, tabSubject, tabBreach, tabPolicy}
+
+func entryKey(index uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = tabEntry
+	binary.BigEndian.PutUint64(k[1:], index)
+	return k
+}
+
+func tileKey(id tileID) []byte {
+	k := make([]byte, 10)
+	k[0] = tabTile
+	k[1] = id.level
+	binary.BigEndian.PutUint64(k[2:], id.index)
+	return k
+}
+
+func checkpointKey(size uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = tabCheckpoint
+	binary.BigEndian.PutUint64(k[1:], size)
+	return k
+}
+
+var metaKey = []byte{tabMeta}
+var policyKey = []byte{tabPolicy}
+var latestCheckpointKey = []byte{tabLatest}
+
+func idemKey(actor, key string) []byte {
+	k := make([]byte, 0, 2+len(actor)+len(key))
+	k = append(k, tabIdem)
+	k = append(k, actor...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+func fingerKey(actor, key string) []byte {
+	k := idemKey(actor, key)
+	k[0] = tabFinger
+	return k
+}
+
+func subjectKey(subjectID string) []byte { return append([]byte{tabSubject}, subjectID...) }
+func breachKey(breachID string) []byte   { return append([]byte{tabBreach}, breachID...) }
+func tableKey(h [32]byte) []byte         { return append([]byte{tabTable}, h[:]...) }
+
+// treeMeta is the 'm' record, written with every batch.
+type treeMeta struct {
+	size       uint64
+	lastLeaf   []byte    // leaf hash of entry size-1 (nil when empty)
+	lastTime   time.Time // recorded_at of entry size-1
+	rangeNodes [][]byte  // compact range [0, size)
+}
+
+func (m *treeMeta) marshal() []byte {
+	b := make([]byte, 0, 8+8+hashSize+len(m.rangeNodes)*hashSize)
+	b = binary.BigEndian.AppendUint64(b, m.size)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.lastTime.UnixNano()))
+	last := m.lastLeaf
+	if last == nil {
+		last = make([]byte, hashSize)
+	}
+	b = append(b, last...)
+	for _, h := range m.rangeNodes {
+		b = append(b, h...)
+	}
+	return b
+}
+
+func unmarshalMeta(b []byte) (*treeMeta, error) {
+	if len(b) < 16+hashSize || (len(b)-16)%hashSize != 0 {
+		return nil, fmt.Errorf("tree metadata: %d bytes is not a valid length", len(b))
+	}
+	m := &treeMeta{
+		size:     binary.BigEndian.Uint64(b),
+		lastTime: time.Unix(0, int64(binary.BigEndian.Uint64(b[8:]))).UTC(),
+	}
+	b = b[16:]
+	if m.size > 0 {
+		m.lastLeaf = append([]byte(nil), b[:hashSize]...)
+	}
+	for b = b[hashSize:]; len(b) > 0; b = b[hashSize:] {
+		m.rangeNodes = append(m.rangeNodes, append([]byte(nil), b[:hashSize]...))
+	}
+	return m, nil
+}
+
+// idemRecord is the 'i' record: what a retry with the same key gets back.
+type idemRecord struct {
+	index      uint64
+	leafHash   []byte
+	recordedAt time.Time
+	subjectID  string
+}
+
+func (r *idemRecord) marshal() []byte {
+	b := make([]byte, 0, 8+hashSize+8+len(r.subjectID))
+	b = binary.BigEndian.AppendUint64(b, r.index)
+	b = append(b, r.leafHash...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.recordedAt.UnixNano()))
+	return append(b, r.subjectID...)
+}
+
+func unmarshalIdem(b []byte) (*idemRecord, error) {
+	if len(b) < 8+hashSize+8 {
+		return nil, fmt.Errorf("idempotency record: %d bytes is too short", len(b))
+	}
+	r := &idemRecord{
+		index:      binary.BigEndian.Uint64(b),
+		leafHash:   append([]byte(nil), b[8:8+hashSize]...),
+		recordedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[8+hashSize:]))).UTC(),
+	}
+	r.subjectID = string(b[8+hashSize+8:])
+	return r, nil
+}

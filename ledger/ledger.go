@@ -1,0 +1,262 @@
+// Package ledger is consentledger's append-only log: every consent event,
+// send decision, policy publication and breach event is one protobuf Entry,
+// hash-chained to the one before it and a leaf of an RFC 6962 Merkle tree
+// whose signed checkpoints (C2SP tlog-checkpoint, as a C2SP signed note)
+// and inclusion and consistency proofs let anyone check it offline.
+//
+// Guarantees:
+//   - Durability: Append returns only after its entry, the tree's node
+//     hashes, the state index and the idempotency record are committed in
+//     one synced storage transaction (group commit: concurrent appends share
+//     one transaction). An acknowledged entry survives kill -9 and power loss;
+//     reopening needs no replay.
+//   - Order: one sequencer assigns indexes. recorded_at never decreases
+//     along the log, even if the wall clock steps back. Each entry names the
+//     leaf hash of the one before it (prev_hash), each consent event the
+//     subject's previous consent event, each send decision the subject's
+//     latest consent event when it was sequenced.
+//   - A checkpoint commits to every entry below its size: an entry shown
+//     with an inclusion proof to a checkpoint signed by the pinned key is
+//     exactly what the ledger recorded at that index, and a consistency
+//     proof shows a later checkpoint extends an earlier one. The ledger never
+//     signs two roots for one size.
+//   - No phone number or e-mail address is stored in an entry or a key in
+//     clear: entries carry a random subject_id and a salted commitment; the
+//     table that maps identifiers to them is outside the tree and erasable.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/consentledger/consentledger/ledger/storage"
+	"github.com/consentledger/consentledger/ledger/storage/badgerstore"
+)
+
+// Options configures a Ledger. The zero value means the documented defaults.
+type Options struct {
+	// Origin is the checkpoint origin (the log's name) for a new data
+	// directory; empty means the existing key's origin, or DefaultOrigin.
+	Origin string
+	// MaxBatch bounds the entries committed in one transaction; 0 means 1024.
+	MaxBatch int
+	// CheckpointInterval is how often a new checkpoint is signed when the
+	// log has grown; 0 means one second, negative disables background signing
+	// (SignCheckpoint still works).
+	CheckpointInterval time.Duration
+	// Now is the ledger's clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives operational messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Ledger is the append-only log. Its methods are safe for concurrent use.
+type Ledger struct {
+	store     storage.Store
+	ownsStore bool
+	keys      *Keys
+	origin    string
+	opts      Options
+
+	closeMu sync.RWMutex // held for reading while enqueueing; Close takes it to stop appends
+	closed  bool
+	queue   chan *pending
+	commits chan *batch
+	done    chan struct{} // closed when the committer has finished
+	stopBg  chan struct{}
+	bg      sync.WaitGroup
+
+	view      atomic.Pointer[treeView]
+	committed atomic.Uint64 // number of the last committed batch
+	handedOff atomic.Uint64 // number of the last batch handed to the committer
+
+	mu     sync.Mutex
+	notify chan struct{} // closed and replaced after every commit
+	broken error         // set when a commit failed; the ledger then refuses all appends
+
+	tiles tileCache
+
+	ckptMu sync.Mutex
+	latest atomic.Pointer[Checkpoint]
+}
+
+// Open opens the ledger in the data directory dir (Badger under dir/db, keys
+// beside it), creating it on first use.
+func Open(dir string, opts Options) (*Ledger, error) {
+	keys, err := LoadOrCreateKeys(dir, opts.Origin)
+	if err != nil {
+		return nil, err
+	}
+	st, err := badgerstore.Open(filepath.Join(dir, "db"), badgerstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	l, err := New(st, keys, opts)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	l.ownsStore = true
+	return l, nil
+}
+
+// New returns a ledger on store, signing with keys. Close does not close the
+// store.
+func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
+	opts.withDefaults()
+	l := &Ledger{
+		store:   store,
+		keys:    keys,
+		origin:  keys.Signer.Name(),
+		opts:    opts,
+		queue:   make(chan *pending, 4*opts.MaxBatch),
+		commits: make(chan *batch, 1),
+		done:    make(chan struct{}),
+		stopBg:  make(chan struct{}),
+		notify:  make(chan struct{}),
+		tiles:   tileCache{max: 4096},
+	}
+	seq, err := l.loadSequencer(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if err := l.loadLatestCheckpoint(context.Background()); err != nil {
+		return nil, err
+	}
+	go seq.run()
+	go l.commitLoop()
+	if _, err := l.SignCheckpoint(context.Background()); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if opts.CheckpointInterval > 0 {
+		l.bg.Add(1)
+		go l.signLoop()
+	}
+	return l, nil
+}
+
+// Origin returns the log's origin, the first line of its checkpoints.
+func (l *Ledger) Origin() string { return l.origin }
+
+// VerifierKey returns the note verifier key that auditors pin.
+func (l *Ledger) VerifierKey() string { return l.keys.VerifierKey }
+
+// Size returns the number of committed entries.
+func (l *Ledger) Size() uint64 { return l.view.Load().size }
+
+// Root returns the Merkle root of the committed entries.
+func (l *Ledger) Root() []byte { return append([]byte(nil), l.view.Load().root...) }
+
+// Close stops accepting appends, waits until every append already accepted
+// has been committed and acknowledged, signs a last checkpoint and releases
+// the store if Open opened it.
+func (l *Ledger) Close() error {
+	l.closeMu.Lock()
+	if l.closed {
+		l.closeMu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.closeMu.Unlock()
+	<-l.done
+	close(l.stopBg)
+	l.bg.Wait()
+	var errs []error
+	if l.brokenErr() == nil {
+		if _, err := l.SignCheckpoint(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if l.ownsStore {
+		errs = append(errs, l.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Ledger) brokenErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.broken
+}
+
+func (l *Ledger) setBroken(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken == nil {
+		l.broken = fmt.Errorf("%w: a storage write failed, so the ledger accepts no more entries; restart it (no acknowledged entry is lost): %v", ErrClosed, err)
+		l.opts.Logger.Error("ledger storage failure", "err", err)
+	}
+}
+
+// changed returns a channel closed at the next commit.
+func (l *Ledger) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.notify
+}
+
+func (l *Ledger) broadcast() {
+	l.mu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// WaitForSize blocks until the log holds more than size entries, ctx ends or
+// the ledger closes, and returns the size then.
+func (l *Ledger) WaitForSize(ctx context.Context, size uint64) (uint64, error) {
+	for {
+		ch := l.changed()
+		if n := l.Size(); n > size {
+			return n, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return l.Size(), ctx.Err()
+		case <-l.done:
+			return l.Size(), ErrClosed
+		}
+	}
+}
+
+// Barrier waits until every append sequenced before the call is committed.
+func (l *Ledger) Barrier(ctx context.Context) error {
+	target := l.handedOff.Load()
+	for {
+		ch := l.changed()
+		if l.committed.Load() >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.done:
+			return ErrClosed
+		}
+	}
+}
