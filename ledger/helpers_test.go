@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/consentledger/consentledger/ledger/storage"
 	"github.com/consentledger/consentledger/ledger/storage/memstore"
@@ -175,3 +178,9 @@ func allLeaves(t testing.TB, l *Ledger) [][]byte {
 	}
 	return leaves
 }
+
+func timestampOf(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+func sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }

@@ -128,7 +128,7 @@ func ReadVerifierKey(dir string) (string, error) {
 // verifierKeyOf derives the verifier key from a note signer key
 // "PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>".
 func verifierKeyOf(skey string) (string, error) {
-	parts := strings.Split(strings.TrimPrefix(skey, "PRIVATE+KEY+"), "+")
+	parts := strings.SplitN(strings.TrimPrefix(skey, "PRIVATE+KEY+"), "+", 3)
 	if len(parts) != 3 {
 		return "", fmt.Errorf("signing key is malformed")
 	}

@@ -54,6 +54,12 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages; nil means slog.Default().
 	Logger *slog.Logger
+	// CommitLinger is how long, once the committer is ready, the sequencer
+	// keeps collecting appends that arrive back to back before it cuts the
+	// batch, when the last batch held more than one append (so appenders
+	// just acknowledged join this commit rather than wait for the next).
+	// 0 means 50µs; negative disables it.
+	CommitLinger time.Duration
 }
 
 func (o *Options) withDefaults() {
@@ -69,6 +75,9 @@ func (o *Options) withDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.CommitLinger == 0 {
+		o.CommitLinger = 50 * time.Microsecond
+	}
 }
 
 // Ledger is the append-only log. Its methods are safe for concurrent use.
@@ -82,7 +91,9 @@ type Ledger struct {
 	closeMu sync.RWMutex // held for reading while enqueueing; Close takes it to stop appends
 	closed  bool
 	queue   chan *pending
-	commits chan *batch
+	commits chan *batch   // sequencer to committer, unbuffered
+	ready   chan struct{} // the committer is ready for the next batch
+	seqDone chan struct{} // closed when the sequencer has handed off its last batch
 	done    chan struct{} // closed when the committer has finished
 	stopBg  chan struct{}
 	bg      sync.WaitGroup
@@ -96,6 +107,7 @@ type Ledger struct {
 	broken error         // set when a commit failed; the ledger then refuses all appends
 
 	tiles tileCache
+	stats struct{ batches, entries atomic.Uint64 }
 
 	ckptMu sync.Mutex
 	latest atomic.Pointer[Checkpoint]
@@ -131,7 +143,9 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 		origin:  keys.Signer.Name(),
 		opts:    opts,
 		queue:   make(chan *pending, 4*opts.MaxBatch),
-		commits: make(chan *batch, 1),
+		commits: make(chan *batch),
+		ready:   make(chan struct{}),
+		seqDone: make(chan struct{}),
 		done:    make(chan struct{}),
 		stopBg:  make(chan struct{}),
 		notify:  make(chan struct{}),
@@ -223,6 +237,17 @@ func (l *Ledger) broadcast() {
 	close(l.notify)
 	l.notify = make(chan struct{})
 	l.mu.Unlock()
+}
+
+// Stats are counters of the ledger's work since it opened.
+type Stats struct {
+	// Batches and Entries committed; Entries/Batches is the mean group-commit size.
+	Batches, Entries uint64
+}
+
+// Stats returns the ledger's counters.
+func (l *Ledger) Stats() Stats {
+	return Stats{Batches: l.stats.batches.Load(), Entries: l.stats.entries.Load()}
 }
 
 // WaitForSize blocks until the log holds more than size entries, ctx ends or

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -21,19 +23,21 @@ const maxBatchBytes = 8 << 20
 
 var zeroHash = make([]byte, hashSize)
 
-// sequencer is the single goroutine that orders entries. It builds a batch
-// from whatever appends are waiting, hands it to the committer and goes on
-// with the next batch while that one is being synced (group commit with a
-// pipeline of one).
+// sequencer is the single goroutine that orders entries. It sequences each
+// append as it arrives into the open batch, and hands that batch to the
+// committer when the committer is ready: while one batch is being written
+// and synced, the next one fills (group commit with a pipeline of one).
 type sequencer struct {
-	l        *Ledger
-	tree     *treeBuilder
-	ov       *overlay
-	size     uint64
-	lastLeaf []byte
-	lastTime time.Time
-	batchNo  uint64
-	carry    []*pending
+	l         *Ledger
+	tree      *treeBuilder
+	ov        *overlay
+	size      uint64
+	lastLeaf  []byte
+	lastTime  time.Time
+	batchNo   uint64
+	open      *batch
+	carry     *pending // did not fit in the open batch
+	lastBatch int      // appends in the last batch cut
 }
 
 // batch is what the committer writes and then acknowledges.
@@ -43,6 +47,8 @@ type batch struct {
 	view      *treeView
 	completed []*tile
 	acks      []ack
+	entries   int
+	bytes     int
 }
 
 type ack struct {
@@ -51,89 +57,152 @@ type ack struct {
 }
 
 func (s *sequencer) run() {
-	defer close(s.l.commits)
-	for {
-		var ps []*pending
-		if len(s.carry) > 0 {
-			ps, s.carry = s.carry, nil
-		} else {
-			p, ok := <-s.l.queue
-			if !ok {
-				return
-			}
-			ps = []*pending{p}
-		}
-	drain:
-		for len(ps) < s.l.opts.MaxBatch {
-			select {
-			case p, ok := <-s.l.queue:
-				if !ok {
-					break drain
+	defer close(s.l.seqDone)
+	for draining := false; ; {
+		// Reads go through one read transaction for many batches (opening
+		// one per batch would wait for the commit in flight). Values written
+		// by batches committed after it opened stay in the overlay, so the
+		// transaction plus the overlay is always current.
+		visible := s.l.committed.Load()
+		opened := time.Now()
+		var finished bool
+		err := s.l.store.View(context.Background(), func(tx storage.ReadTx) error {
+			s.ov.read = tx.Get
+			defer func() { s.ov.read = nil }()
+			s.ov.prune(visible)
+			for {
+				if s.open == nil {
+					s.openBatch()
 				}
-				ps = append(ps, p)
-			default:
-				break drain
+				full := s.carry != nil || len(s.open.acks) >= s.l.opts.MaxBatch
+				queue, ready := s.l.queue, s.l.ready
+				if full || draining {
+					queue = nil
+				}
+				if len(s.open.acks) == 0 {
+					if draining {
+						finished = true
+						return nil
+					}
+					ready = nil
+				}
+				select {
+				case p, ok := <-queue:
+					if !ok {
+						draining = true
+						continue
+					}
+					if err := s.add(p); err != nil {
+						return err
+					}
+				case <-ready:
+					if err := s.linger(); err != nil {
+						return err
+					}
+					s.l.commits <- s.cut()
+					if s.refreshDue(opened) {
+						return nil
+					}
+				}
 			}
+		})
+		if err != nil {
+			s.fail(err)
 		}
-		b := s.build(ps)
-		s.l.handedOff.Store(b.no)
-		s.l.commits <- b
+		if finished {
+			return
+		}
 	}
 }
 
-// build sequences the waiting appends into one batch.
-func (s *sequencer) build(ps []*pending) *batch {
-	s.batchNo++
-	b := &batch{no: s.batchNo}
-	if err := s.l.brokenErr(); err != nil {
-		for _, p := range ps {
-			p.done <- result{err: err}
-		}
-		return b
+// linger keeps adding appends that arrive within a short window after the
+// committer became ready, so that appenders just acknowledged by the last
+// commit make it into this one instead of waiting for the next.
+func (s *sequencer) linger() error {
+	if s.l.opts.CommitLinger <= 0 || s.lastBatch < 2 {
+		return nil
 	}
-	s.ov.prune(s.l.committed.Load())
+	deadline := time.Now().Add(s.l.opts.CommitLinger)
+	for len(s.open.acks) < s.l.opts.MaxBatch && s.carry == nil {
+		select {
+		case p, ok := <-s.l.queue:
+			if !ok {
+				return nil
+			}
+			if err := s.add(p); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		runtime.Gosched()
+	}
+	return nil
+}
+
+// refreshDue reports whether to open a new read transaction: when no
+// append waits and the transaction is old, or the overlay is large.
+func (s *sequencer) refreshDue(opened time.Time) bool {
+	age := time.Since(opened)
+	idle := len(s.l.queue) == 0
+	return (idle && age > 100*time.Millisecond) || age > 2*time.Second || len(s.ov.vals) > 200_000
+}
+
+func (s *sequencer) openBatch() {
+	s.batchNo++
+	s.open = &batch{no: s.batchNo}
+	if p := s.carry; p != nil {
+		s.carry = nil
+		if err := s.add(p); err != nil {
+			s.fail(err)
+			s.open = &batch{no: s.batchNo}
+		}
+	}
+}
+
+// add sequences one append into the open batch, or answers it with the
+// reason it is refused.
+func (s *sequencer) add(p *pending) error {
+	b := s.open
+	if err := s.l.brokenErr(); err != nil {
+		p.done <- result{err: err}
+		return nil
+	}
+	if b.bytes+p.size > maxBatchBytes && len(b.acks) > 0 {
+		s.carry = p
+		return nil
+	}
 	now := s.l.opts.Now().UTC()
 	if now.Before(s.lastTime) {
 		now = s.lastTime
 	}
-	bytesIn := 0
-	err := s.l.store.View(context.Background(), func(tx storage.ReadTx) error {
-		s.ov.read = tx.Get
-		defer func() { s.ov.read = nil }()
-		for i, p := range ps {
-			if bytesIn+p.size > maxBatchBytes && len(b.acks) > 0 {
-				s.carry = ps[i:]
-				break
-			}
-			s.ov.begin()
-			rcpt, data, err := s.sequence(p, now, b.no)
-			if err != nil {
-				s.ov.rollback()
-				if errors.Is(err, errFatal) {
-					return err
-				}
-				p.done <- result{err: err}
-				continue
-			}
-			if data != nil {
-				bytesIn += len(data)
-				b.writes = append(b.writes, kv{key: entryKey(rcpt.Index), val: data})
-			}
-			b.acks = append(b.acks, ack{p: p, rcpt: rcpt})
+	s.ov.begin()
+	rcpt, data, err := s.sequence(p, now, b.no)
+	if err != nil {
+		s.ov.rollback()
+		p.done <- result{err: err}
+		if errors.Is(err, errFatal) {
+			return err
 		}
 		return nil
-	})
-	if err != nil {
-		s.l.setBroken(err)
-		for _, a := range b.acks {
-			a.p.done <- result{err: s.l.brokenErr()}
-		}
-		for _, p := range s.carry {
-			p.done <- result{err: s.l.brokenErr()}
-		}
-		b.acks, s.carry = nil, nil
-		return b
 	}
+	if data != nil {
+		b.bytes += len(data)
+		b.entries++
+		b.writes = append(b.writes, kv{key: entryKey(rcpt.Index), val: data})
+	}
+	b.acks = append(b.acks, ack{p: p, rcpt: rcpt})
+	return nil
+}
+
+// cut closes the open batch: it adds the state, tile and metadata writes.
+func (s *sequencer) cut() *batch {
+	b := s.open
+	s.open = nil
+	s.lastBatch = len(b.acks)
 	b.writes = append(b.writes, s.ov.takeWrites()...)
 	view, tiles := s.tree.view()
 	for _, t := range tiles {
@@ -145,7 +214,41 @@ func (s *sequencer) build(ps []*pending) *batch {
 	meta := &treeMeta{size: s.size, lastLeaf: s.lastLeaf, lastTime: s.lastTime, rangeNodes: s.tree.rng.Hashes()}
 	b.writes = append(b.writes, kv{key: metaKey, val: meta.marshal()})
 	b.view = view
+	s.l.handedOff.Store(b.no)
 	return b
+}
+
+// fail stops the ledger after an internal failure and answers every append
+// the sequencer holds.
+func (s *sequencer) fail(err error) {
+	s.l.setBroken(err)
+	err = s.l.brokenErr()
+	if s.open != nil {
+		for _, a := range s.open.acks {
+			a.p.done <- result{err: err}
+		}
+		s.open = nil
+	}
+	if s.carry != nil {
+		s.carry.done <- result{err: err}
+		s.carry = nil
+	}
+}
+
+// write stages the batch's writes in tx.
+func (b *batch) write(tx storage.WriteTx) error {
+	for _, w := range b.writes {
+		var err error
+		if w.del {
+			err = tx.Delete(w.key)
+		} else {
+			err = tx.Set(w.key, w.val)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errFatal marks an internal failure that leaves the sequencer's state
@@ -287,43 +390,44 @@ func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo u
 	return sid, c[:], nil
 }
 
-// commitLoop writes batches in order and acknowledges their appends.
+// commitLoop completes batches in order and acknowledges their appends.
+var DebugCommitNs, DebugCommits, DebugWrites atomic.Int64
+
 func (l *Ledger) commitLoop() {
 	defer close(l.done)
-	for b := range l.commits {
-		err := l.brokenErr()
-		if err == nil && len(b.writes) > 0 {
-			err = l.store.Update(context.Background(), func(tx storage.WriteTx) error {
-				for _, w := range b.writes {
-					var err error
-					if w.del {
-						err = tx.Delete(w.key)
-					} else {
-						err = tx.Set(w.key, w.val)
-					}
-					if err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				l.setBroken(err)
-				err = l.brokenErr()
-			}
+	for {
+		select {
+		case l.ready <- struct{}{}:
+		case <-l.seqDone:
+			return
+		}
+		b, ok := <-l.commits
+		if !ok {
+			return
+		}
+		var err error
+		if len(b.writes) > 0 {
+			t0 := time.Now()
+			err = l.store.Update(context.Background(), b.write)
+			DebugCommitNs.Add(int64(time.Since(t0)))
+			DebugCommits.Add(1)
+			DebugWrites.Add(int64(len(b.writes)))
 		}
 		if err != nil {
+			l.setBroken(err)
+		}
+		if err = l.brokenErr(); err != nil {
 			for _, a := range b.acks {
 				a.p.done <- result{err: err}
 			}
 			continue
 		}
-		if b.view != nil {
-			l.view.Store(b.view)
-		}
+		l.view.Store(b.view)
 		for _, t := range b.completed {
 			l.tiles.add(t)
 		}
+		l.stats.batches.Add(1)
+		l.stats.entries.Add(uint64(b.entries))
 		l.committed.Store(b.no)
 		for _, a := range b.acks {
 			a.p.done <- result{rcpt: a.rcpt}

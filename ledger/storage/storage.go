@@ -18,7 +18,10 @@ var ErrNotFound = errors.New("storage: key not found")
 
 // Store is an ordered key-value store with atomic write transactions.
 type Store interface {
-	// View runs fn in a read-only transaction that sees a consistent snapshot.
+	// View runs fn in a read-only transaction. It sees every write committed
+	// before View was called, and may or may not see writes committed while
+	// it runs. fn may run for long (the ledger's sequencer reads through one
+	// transaction for many batches), so View must not block Update.
 	View(ctx context.Context, fn func(ReadTx) error) error
 	// Update runs fn in a read-write transaction. If fn returns nil the
 	// writes are committed atomically, and durably (synced to stable
@@ -60,4 +63,17 @@ func PrefixEnd(prefix []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// Pipeliner is implemented by stores that can start committing a write
+// transaction without waiting for it to become durable, so that a single
+// writer can have several commits in flight and the store can sync them
+// together (group commit).
+type Pipeliner interface {
+	// UpdateAsync runs fn like Update, starts the commit and returns. done
+	// is called exactly once, from any goroutine, when the commit is durable
+	// (nil) or has failed. Commits started by one goroutine become durable
+	// in the order they were started: when done(nil) is called for one, every
+	// commit started before it is durable too.
+	UpdateAsync(ctx context.Context, fn func(WriteTx) error, done func(error)) error
 }

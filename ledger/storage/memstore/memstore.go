@@ -30,11 +30,12 @@ func (s *Store) View(ctx context.Context, fn func(storage.ReadTx) error) error {
 		return err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
 		return errClosed
 	}
-	return fn(&tx{s: s})
+	return fn(&tx{s: s, locked: false})
 }
 
 // Update implements storage.Store. Writes are buffered and applied only if fn
@@ -48,7 +49,7 @@ func (s *Store) Update(ctx context.Context, fn func(storage.WriteTx) error) erro
 	if s.closed {
 		return errClosed
 	}
-	t := &tx{s: s, writes: map[string]*[]byte{}}
+	t := &tx{s: s, writes: map[string]*[]byte{}, locked: true}
 	if err := fn(t); err != nil {
 		return err
 	}
@@ -70,9 +71,21 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// tx is a transaction. A read-only one (locked false) takes the read lock
+// for each call, so a long View never blocks Update; a write transaction
+// runs under the store's write lock.
 type tx struct {
 	s      *Store
 	writes map[string]*[]byte // nil value: deleted
+	locked bool
+}
+
+func (t *tx) rlock() func() {
+	if t.locked {
+		return func() {}
+	}
+	t.s.mu.RLock()
+	return t.s.mu.RUnlock
 }
 
 func (t *tx) Get(key []byte) ([]byte, error) {
@@ -84,7 +97,9 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 			return bytes.Clone(*v), nil
 		}
 	}
+	unlock := t.rlock()
 	v, ok := t.s.data[string(key)]
+	unlock()
 	if !ok {
 		return nil, fmt.Errorf("get %x: %w", key, storage.ErrNotFound)
 	}
@@ -96,11 +111,13 @@ func (t *tx) Scan(start, end []byte, fn func(key, value []byte) error) error {
 	in := func(k string) bool {
 		return k >= string(start) && (len(end) == 0 || k < string(end))
 	}
+	unlock := t.rlock()
 	for k, v := range t.s.data {
 		if in(k) {
 			merged[k] = v
 		}
 	}
+	unlock()
 	for k, v := range t.writes {
 		if !in(k) {
 			continue
