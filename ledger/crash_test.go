@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if benchLog.dir != "" {
+		os.RemoveAll(benchLog.dir)
+	}
+	os.Exit(code)
 }
 
 // crashChild appends under load until it is killed, printing "index leafhash"
