@@ -4,6 +4,7 @@ go 1.26.0
 
 tool (
 	connectrpc.com/connect/cmd/protoc-gen-connect-go
+	github.com/open-policy-agent/opa
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )
 

@@ -33,7 +33,7 @@ func BenchmarkAppend(b *testing.B) {
 		{"decisions", func(i int) *Request {
 			return &Request{Entry: benchDecision(), Subject: &subject.Identifier{Kind: subject.KindPhone, Value: fmt.Sprintf("+4917%08d", i%10000)}}
 		}},
-		{"plain", func(i int) *Request { return &Request{Entry: filler(300)} }},
+		{"plain", func(i int) *Request { return &Request{Entry: filler(220)} }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			l, err := Open(b.TempDir(), Options{})

@@ -8,8 +8,9 @@ import (
 )
 
 // overlay holds state-index and table records that the sequencer has
-// written but the store may not have committed yet. Reads fall through to
-// the store. Writes of one request can be rolled back if the request is
+// written and the store may not have committed yet, and recently written
+// ones as a cache (the sequencer is the only writer, so they are current).
+// Reads fall through to the store. Writes of one request can be rolled back if the request is
 // refused, so a refused request changes nothing.
 type overlay struct {
 	read    func(key []byte) ([]byte, error) // the store, at a snapshot no older than the last pruning
@@ -88,9 +89,17 @@ func (o *overlay) takeWrites() []kv {
 	return w
 }
 
-// prune forgets values written by batches up to committed, which the store
-// now holds.
+// overlayKeep is how many values the overlay keeps as a cache of recent
+// state before prune forgets committed ones.
+const overlayKeep = 100_000
+
+// prune forgets values written by batches up to committed (which the store
+// holds) once the overlay is larger than overlayKeep: until then it doubles
+// as a cache of the state the sequencer reads most.
 func (o *overlay) prune(committed uint64) {
+	if len(o.vals) <= overlayKeep {
+		return
+	}
 	for k, v := range o.vals {
 		if v.batchNo <= committed {
 			delete(o.vals, k)

@@ -148,7 +148,7 @@ func (s *sequencer) linger() error {
 func (s *sequencer) refreshDue(opened time.Time) bool {
 	age := time.Since(opened)
 	idle := len(s.l.queue) == 0
-	return (idle && age > 100*time.Millisecond) || age > 2*time.Second || len(s.ov.vals) > 200_000
+	return (idle && age > 100*time.Millisecond) || age > 2*time.Second || len(s.ov.vals) > 2*overlayKeep
 }
 
 func (s *sequencer) openBatch() {
