@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -204,4 +206,30 @@ func getProto[M proto.Message](tx storage.ReadTx, key []byte, m M) (M, error) {
 		return zero, fmt.Errorf("decode %T: %w", m, err)
 	}
 	return m, nil
+}
+
+// Fingerprint returns a keyed digest (HMAC-SHA256 with the subject key) of a
+// request's bytes, for Request.Fingerprint. Keyed, because requests hold
+// phone numbers and e-mail addresses, whose plain hashes could be reversed.
+func (l *Ledger) Fingerprint(request []byte) []byte {
+	m := hmac.New(sha256.New, l.keys.SubjectKey)
+	m.Write([]byte("consentledger request fingerprint\x00"))
+	m.Write(request)
+	return m.Sum(nil)
+}
+
+// LeafHash returns the RFC 6962 leaf hash of stored entry bytes.
+func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
+
+// Ref returns the EntryRef of entry index.
+func (l *Ledger) Ref(ctx context.Context, index uint64) (*pb.EntryRef, error) {
+	data, err := l.Entry(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	e, err := DecodeEntry(data)
+	if err != nil {
+		return nil, err
+	}
+	return entryRef(e, data), nil
 }

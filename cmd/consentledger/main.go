@@ -1,0 +1,121 @@
+// Command consentledger runs the consent ledger server and its operator and
+// legal-team commands. See DESIGN.md §11 for the full command line and
+// policies/README.md for the policy workflow.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+)
+
+// command is one subcommand: run gets the arguments after the command name
+// and returns the process exit code.
+type command struct {
+	run     func(args []string) int
+	summary string
+}
+
+// commands maps each subcommand name to its implementation. Files that add
+// a subcommand register it here (or from an init function) and describe it
+// in usage.
+var commands = map[string]command{
+	"policy": {run: runPolicy, summary: "test and check Rego policy sets"},
+}
+
+const usage = `Usage:
+    consentledger <command> [arguments]
+
+Server and operators:
+    consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME]
+    consentledger pubkey --data DIR             print the verifier key auditors pin
+    consentledger evidence --decision N [-o FILE]   the evidence bundle of a send decision
+    consentledger export -o FILE                every entry and a signed checkpoint, for consentverify audit
+    consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000]
+                                                load-test Decide; the last line is
+                                                "N decisions/s p50=… p99=… errors=E"
+
+Policy commands (for legal teams):
+    consentledger policy test DIR               run the policy set's own tests
+    consentledger policy check DIR              compile strictly, run the tests, print the digest
+    consentledger policy publish DIR [--note TEXT]  compile, test and publish through the server
+
+Client commands take --server URL (default http://127.0.0.1:7420) and a
+bearer token from --token or $CONSENTLEDGER_TOKEN. Flags may stand before or
+after positional arguments.
+
+Exit codes:
+    0  success
+    1  the policy's tests fail, or the server refused or failed the request
+    2  usage error, unreadable input, or a policy that does not compile
+
+Examples:
+    consentledger serve --data ./data
+    consentledger policy test policies/
+    consentledger policy publish policies/ --note "quiet hours for AT"
+    consentledger evidence --decision 57 -o evidence-57.json
+`
+
+// stdout and stderr are where commands write; tests may replace them.
+var (
+	stdout io.Writer = os.Stdout
+	stderr io.Writer = os.Stderr
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		printCommands(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		printCommands(stdout)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		return errorf(2, "run 'consentledger help' for the list of commands", "unknown command %q", args[0])
+	}
+	return cmd.run(args[1:])
+}
+
+func printCommands(w io.Writer) {
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	fmt.Fprintln(w, "\nCommands:")
+	for _, name := range names {
+		fmt.Fprintf(w, "    %-12s %s\n", name, commands[name].summary)
+	}
+}
+
+// errorf is the one error path of the command: it prints
+// "consentledger: error: …" and, if hint is not empty, one
+// "consentledger: hint: …" line per line of hint, to stderr, and returns
+// code so that callers can write `return errorf(2, hint, …)`.
+func errorf(code int, hint, format string, args ...any) int {
+	msg := fmt.Sprintf(format, args...)
+	for i, line := range strings.Split(msg, "\n") {
+		if i == 0 {
+			fmt.Fprintf(stderr, "consentledger: error: %s\n", line)
+		} else {
+			fmt.Fprintf(stderr, "consentledger: error:   %s\n", strings.TrimLeft(line, "\t"))
+		}
+	}
+	if hint != "" {
+		for line := range strings.SplitSeq(hint, "\n") {
+			fmt.Fprintf(stderr, "consentledger: hint: %s\n", line)
+		}
+	}
+	return code
+}

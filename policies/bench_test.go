@@ -1,0 +1,175 @@
+package policies
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// benchInput is a realistic send: a marketing WhatsApp template to a German
+// subject with consents on two channels and one open breach elsewhere.
+const benchInput = `{
+  "now": "2026-11-26T10:00:00Z",
+  "request": {
+    "channel": "whatsapp", "purpose": "marketing", "category": "marketing",
+    "provider": {"name": "eu-bsp", "region": "EU"},
+    "subject_timezone": "Europe/Berlin", "service_window_open": false,
+    "message_ref": "order-123"
+  },
+  "subject": {
+    "known": true, "country": "DE",
+    "consents": {
+      "whatsapp": {
+        "marketing": {"status": "granted", "granted_at": "2026-01-05T09:00:00Z", "method": "checkout",
+          "notice_version": "2026-01", "double_opt_in": true, "confirmed_at": "2026-01-05T09:10:00Z",
+          "last_allowed_send_at": "2026-11-20T10:00:00Z", "grant_index": 12, "confirmation_index": 13},
+        "order_updates": {"status": "granted", "granted_at": "2026-01-05T09:00:00Z", "method": "checkout",
+          "notice_version": "2026-01", "double_opt_in": false, "grant_index": 12}
+      },
+      "sms": {
+        "marketing": {"status": "withdrawn", "granted_at": "2025-03-01T09:00:00Z", "method": "web_form",
+          "notice_version": "2025-02", "double_opt_in": true, "withdrawn_at": "2026-02-01T08:00:00Z",
+          "grant_index": 3, "withdrawal_index": 20}
+      }
+    }
+  },
+  "breaches": [{"breach_id": "br-1", "status": "open", "channels": ["email"], "detected_at": "2026-11-25T08:00:00Z"}]
+}`
+
+// BenchmarkDecide measures one decision with the default policy: input
+// parsing and evaluation of the prepared query. It reports the median and
+// 99th percentile of the per-operation durations.
+func BenchmarkDecide(b *testing.B) {
+	ctx := context.Background()
+	s, err := Compile(ctx, Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := []byte(benchInput)
+	d, err := s.Decide(ctx, in)
+	if err != nil || !d.Allow {
+		b.Fatalf("Decide = %+v, %v; want an allowed send", d, err)
+	}
+	durations := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := s.Decide(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		durations = append(durations, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(durations)
+	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(durations[len(durations)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkParseInput compares ways to turn the input JSON into the
+// ast.Value that EvalParsedInput takes: ParseInput (json.Valid, then a
+// fastjson tree converted directly), util.UnmarshalJSON followed by
+// ast.InterfaceToValue, and ast.ValueFromReader.
+func BenchmarkParseInput(b *testing.B) {
+	in := []byte(benchInput)
+	b.Run("ParseInput", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ParseInput(in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("UnmarshalJSON+InterfaceToValue", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var x any
+			if err := util.UnmarshalJSON(in, &x); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ast.InterfaceToValue(x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ValueFromReader", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ast.ValueFromReader(bytes.NewReader(in)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkDecideEval measures the evaluation alone, on a parsed input.
+func BenchmarkDecideEval(b *testing.B) {
+	ctx := context.Background()
+	s, err := Compile(ctx, Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := ParseInput([]byte(benchInput))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.DecideValue(ctx, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInbound measures the keyword mapping of one inbound reply.
+func BenchmarkInbound(b *testing.B) {
+	ctx := context.Background()
+	s, err := Compile(ctx, Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := s.Inbound(ctx, " Stop  All "); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCompile measures compiling the default set and preparing its
+// queries, which publishing and a cold Replay pay once per set.
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	files := Default()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Compile(ctx, files); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideParallel measures Decide from GOMAXPROCS goroutines, as the
+// server runs it.
+func BenchmarkDecideParallel(b *testing.B) {
+	ctx := context.Background()
+	s, err := Compile(ctx, Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := []byte(benchInput)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Decide(ctx, in); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

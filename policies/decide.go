@@ -1,0 +1,143 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// MaxInputSize is the largest input document [Set.Decide] accepts, in bytes.
+const MaxInputSize = 1 << 20
+
+// Decision is the answer of a policy set to one send request.
+type Decision struct {
+	Allow bool `json:"allow"`
+	// Reasons are "code: sentence" strings, sorted: on a denial every failing
+	// rule, on an allowed send what allowed it.
+	Reasons []string `json:"reasons"`
+}
+
+var (
+	// ErrInvalidInput is wrapped by errors about an input document that is
+	// not a JSON object.
+	ErrInvalidInput = errors.New("invalid policy input")
+	// ErrNoDecision is wrapped when the policy yields no decision for an
+	// input: an error, never a silent deny.
+	ErrNoDecision = errors.New("policy yields no decision")
+	// ErrMalformedDecision is wrapped when the policy's decision does not
+	// have the documented shape.
+	ErrMalformedDecision = errors.New("malformed policy decision")
+)
+
+// Decide evaluates the send decision for input, the JSON document described
+// in README.md, with the query prepared by [Compile]. It is safe for
+// concurrent use.
+//
+// An input that is not a single JSON object of at most [MaxInputSize] bytes
+// is an error wrapping [ErrInvalidInput]. A policy that yields no decision,
+// or a decision other than {"allow": bool, "reasons": [string, …]} with at
+// least one reason on a denial, is an error wrapping [ErrNoDecision] or
+// [ErrMalformedDecision]. A built-in error during evaluation (for example an
+// unknown time zone) is an error too: the rules never skip silently.
+func (s *Set) Decide(ctx context.Context, input []byte) (Decision, error) {
+	v, err := ParseInput(input)
+	if err != nil {
+		return Decision{}, err
+	}
+	return s.DecideValue(ctx, v)
+}
+
+// DecideValue is [Set.Decide] for an input already parsed with [ParseInput].
+func (s *Set) DecideValue(ctx context.Context, input ast.Value) (Decision, error) {
+	rs, err := s.decision.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return Decision{}, fmt.Errorf("policies: decide: %w", err)
+	}
+	return decisionFrom(rs)
+}
+
+// astResult makes a prepared query return AST values, which decisionFrom
+// reads without converting the whole result to Go values first.
+func astResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+var (
+	allowKey   = ast.InternedTerm("allow")
+	reasonsKey = ast.InternedTerm("reasons")
+)
+
+func decisionFrom(rs rego.ResultSet) (Decision, error) {
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{}, fmt.Errorf("policies: %w: %s is undefined", ErrNoDecision, DecisionRef)
+	}
+	if len(rs) > 1 {
+		return Decision{}, fmt.Errorf("policies: %w: %d results, want 1", ErrMalformedDecision, len(rs))
+	}
+	obj, ok := rs[0].Expressions[0].Value.(ast.Object)
+	if !ok {
+		return Decision{}, fmt.Errorf("policies: %w: got %v, want an object", ErrMalformedDecision, rs[0].Expressions[0].Value)
+	}
+	var d Decision
+	allow, ok := termValue(obj.Get(allowKey)).(ast.Boolean)
+	if !ok {
+		return Decision{}, fmt.Errorf("policies: %w: allow is %v, want a boolean", ErrMalformedDecision, obj.Get(allowKey))
+	}
+	d.Allow = bool(allow)
+	reasons, ok := termValue(obj.Get(reasonsKey)).(*ast.Array)
+	if !ok {
+		return Decision{}, fmt.Errorf("policies: %w: reasons is %v, want an array of strings", ErrMalformedDecision, obj.Get(reasonsKey))
+	}
+	d.Reasons = make([]string, reasons.Len())
+	for i := range d.Reasons {
+		r, ok := reasons.Elem(i).Value.(ast.String)
+		if !ok {
+			return Decision{}, fmt.Errorf("policies: %w: reasons[%d] is %v, want a string", ErrMalformedDecision, i, reasons.Elem(i))
+		}
+		d.Reasons[i] = string(r)
+	}
+	if !d.Allow && len(d.Reasons) == 0 {
+		return Decision{}, fmt.Errorf("policies: %w: a denial without reasons", ErrMalformedDecision)
+	}
+	return d, nil
+}
+
+func termValue(t *ast.Term) ast.Value {
+	if t == nil {
+		return nil
+	}
+	return t.Value
+}
+
+// The actions [Set.Inbound] returns.
+const (
+	ActionOptOut = "opt_out" // withdraw consent for the channel
+	ActionOptIn  = "opt_in"  // grant consent for the channel
+	ActionHelp   = "help"    // answer with help text
+	ActionNone   = "none"    // not a keyword: a person reads the message
+)
+
+// Inbound evaluates what an inbound message means: action is one of
+// [ActionOptOut], [ActionOptIn], [ActionHelp] or [ActionNone]; keyword is
+// the normalised keyword that matched ("" for none), the only part of the
+// message the ledger records. It is safe for concurrent use.
+func (s *Set) Inbound(ctx context.Context, text string) (action, keyword string, err error) {
+	in := ast.NewObject(ast.Item(ast.InternedTerm("text"), ast.StringTerm(text)))
+	rs, err := s.inbound.Eval(ctx, rego.EvalParsedInput(in))
+	if err != nil {
+		return "", "", fmt.Errorf("policies: inbound: %w", err)
+	}
+	if len(rs) == 0 {
+		return "", "", fmt.Errorf("policies: %w: %s or %s is undefined", ErrNoDecision, InboundActionRef, InboundKeywordRef)
+	}
+	action, ok1 := rs[0].Bindings["action"].(string)
+	keyword, ok2 := rs[0].Bindings["keyword"].(string)
+	switch {
+	case !ok1 || !ok2:
+		return "", "", fmt.Errorf("policies: %w: inbound action %T and keyword %T, want strings", ErrMalformedDecision, rs[0].Bindings["action"], rs[0].Bindings["keyword"])
+	case action != ActionOptOut && action != ActionOptIn && action != ActionHelp && action != ActionNone:
+		return "", "", fmt.Errorf("policies: %w: inbound action %q, want opt_out, opt_in, help or none", ErrMalformedDecision, action)
+	}
+	return action, keyword, nil
+}

@@ -1,0 +1,276 @@
+# METADATA
+# title: Send decision
+# description: >-
+#   May this message be sent to this person now? The ledger evaluates
+#   data.consentledger.send.decision before every send and records the input,
+#   the answer and this policy's digest. Every threshold and switch lives in
+#   data.json under consentledger.config; README.md describes the input
+#   document and the law each rule serves.
+package consentledger.send
+
+import data.consentledger.config
+
+# This policy runs before every message, so it is written to evaluate
+# quickly: few helper rules, no helper functions on the common path, and the
+# cheapest, most selective condition first in each rule. The tests in
+# send_test.rego pin its behaviour; keep them passing when you edit.
+
+# decision is the answer: {"allow": bool, "reasons": [string]}. A denial
+# lists every failing rule; an allowed send lists what allowed it. Reasons
+# are "code: sentence", sorted.
+decision := {"allow": false, "reasons": sort(deny)} if {
+	config # read data.consentledger.config once; the rules' reads then hit the evaluation's cache
+	count(deny) > 0
+} else := {"allow": true, "reasons": sort(grounds)} if {
+	count(grounds) > 0
+} else := {"allow": true, "reasons": ["no_restriction: no enabled rule restricts this send"]}
+
+# ---------------------------------------------------------------------------
+# What kind of message is this?
+
+# marketing: the send's purpose is a marketing purpose, or its template
+# category is a marketing category (config.marketing_purposes,
+# config.marketing_categories).
+marketing if input.request.purpose in config.marketing_purposes
+
+marketing if template_marketing
+
+# template_marketing: a (WhatsApp) template categorised as marketing is
+# marketing, whatever purpose the sender states (rules.template_category).
+template_marketing if {
+	config.rules.template_category
+	input.request.category in config.marketing_categories
+}
+
+# consent_purpose is the purpose whose opt-in the send relies on: the stated
+# purpose, or the marketing purpose for a marketing template sent under
+# another purpose.
+consent_purpose := config.marketing_consent_purpose if {
+	template_marketing
+	not input.request.purpose in config.marketing_purposes
+} else := input.request.purpose
+
+# consent is the subject's consent record for the channel and that purpose.
+consent := input.subject.consents[input.request.channel][consent_purpose]
+
+# service_window: a reply inside an open WhatsApp customer-service window,
+# other than a marketing template, needs no opt-in (rules.service_window).
+service_window if {
+	input.request.service_window_open == true
+	input.request.channel == "whatsapp"
+	config.rules.service_window
+	not category_marketing
+}
+
+category_marketing if input.request.category in config.marketing_categories
+
+# granted: the consent rules apply and the opt-in is granted.
+granted if {
+	consent.status == "granted"
+	config.rules.consent
+	not service_window
+}
+
+now_ns := time.parse_rfc3339_ns(input.now) if is_string(input.now)
+
+# ---------------------------------------------------------------------------
+# Input checks: a document the rules cannot read is denied, never allowed.
+
+deny contains "invalid_input: now is missing or not an RFC 3339 time" if not now_ns
+
+deny contains "invalid_input: request.channel is missing" if not input.request.channel
+
+deny contains "invalid_input: request.channel is missing" if input.request.channel == ""
+
+deny contains "invalid_input: request.purpose is missing" if not input.request.purpose
+
+deny contains "invalid_input: request.purpose is missing" if input.request.purpose == ""
+
+deny contains concat("", ["invalid_input: granted opt-in for ", input.request.channel, "/", consent_purpose, " has no granted_at"]) if {
+	granted
+	not consent.granted_at
+}
+
+# ---------------------------------------------------------------------------
+# Consent for the channel and purpose (GDPR Art. 6(1)(a), 7(1); UWG §7(2)
+# and (3)): rules.consent. A withdrawal (Art. 7(3), 21) or an erasure ends it.
+
+deny contains consent_problem if {
+	config.rules.consent
+	not service_window
+}
+
+# consent_problem is why the consent record does not allow the send;
+# undefined when it is granted.
+consent_problem := concat("", ["no_consent: no opt-in for ", input.request.channel, "/", consent_purpose]) if {
+	not consent
+} else := concat("", [
+	"consent_withdrawn: opt-in for ", input.request.channel, "/", consent_purpose,
+	" was withdrawn ", day(consent, "withdrawn_at"),
+]) if {
+	consent.status == "withdrawn"
+} else := concat("", ["subject_erased: the subject was erased; no opt-in for ", input.request.channel, "/", consent_purpose, " can be relied on"]) if {
+	consent.status == "erased"
+} else := concat("", ["no_consent: opt-in for ", input.request.channel, "/", consent_purpose, " has status \"", format_status, "\""]) if {
+	not consent.status == "granted"
+}
+
+format_status := consent.status if {
+	is_string(consent.status)
+} else := "(missing or not a string)"
+
+# day(obj, key) is the day of the RFC 3339 time obj[key], "YYYY-MM-DD".
+day(obj, key) := substring(obj[key], 0, 10) if {
+	is_string(obj[key])
+} else := "(date unknown)"
+
+grounds contains concat("", [
+	"consent: opt-in for ", input.request.channel, "/", consent_purpose,
+	" granted ", substring(consent.granted_at, 0, 10),
+	" by ", object.get(consent, "method", "unknown method"),
+	" (notice ", object.get(consent, "notice_version", "unknown"), ")",
+]) if granted
+
+grounds contains "service_window: reply inside an open customer-service window needs no marketing consent" if {
+	service_window
+	config.rules.consent
+}
+
+grounds contains concat("", ["template_category: a marketing template counts as marketing, so it relies on the opt-in for ", input.request.channel, "/", consent_purpose]) if {
+	granted
+	consent_purpose != input.request.purpose
+}
+
+# ---------------------------------------------------------------------------
+# Refresh (rules.consent_refresh): marketing consent unused for
+# consent_refresh_after_days, counted from the later of the grant and the
+# last allowed send, is stale; German courts let consent lapse after years
+# of non-use.
+
+deny contains concat("", [
+	"consent_stale: marketing opt-in for ", input.request.channel, "/", consent_purpose, " unused for more than ",
+	format_int(config.consent_refresh_after_days, 10), " days; ask for consent again",
+]) if {
+	granted
+	marketing
+	config.rules.consent_refresh
+	cutoff := now_ns - (config.consent_refresh_after_days * 86400000000000)
+	time.parse_rfc3339_ns(consent.granted_at) < cutoff
+	time.parse_rfc3339_ns(object.get(consent, "last_allowed_send_at", consent.granted_at)) < cutoff
+}
+
+# ---------------------------------------------------------------------------
+# Double opt-in for marketing (rules.double_opt_in; GDPR Art. 7(1): the
+# controller must be able to prove the consent).
+
+deny contains concat("", ["double_opt_in_required: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was not confirmed by double opt-in"]) if {
+	granted
+	marketing
+	config.rules.double_opt_in
+	not consent.double_opt_in == true
+}
+
+grounds contains concat("", ["double_opt_in: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was confirmed by double opt-in"]) if {
+	granted
+	consent.double_opt_in == true
+	marketing
+	config.rules.double_opt_in
+}
+
+# ---------------------------------------------------------------------------
+# WhatsApp only through a provider in an allowed region
+# (rules.provider_region, config.allowed_provider_regions).
+
+deny contains concat("", [
+	"provider_region_not_allowed: WhatsApp provider ", object.get(input.request, ["provider", "name"], ""),
+	" is in region \"", region, "\", allowed are ", concat(", ", config.allowed_provider_regions),
+]) if {
+	input.request.channel == "whatsapp"
+	config.rules.provider_region
+	region := upper(object.get(input.request, ["provider", "region"], ""))
+	not region in config.allowed_provider_regions
+}
+
+# ---------------------------------------------------------------------------
+# Marketing quiet hours in the subject's time zone, per country of the phone
+# number (rules.quiet_hours, config.quiet_hours; UWG §7(1): no unreasonable
+# nuisance). Times are "HH:MM" and compare as text. The local time t is
+# inside [start, end) when t >= start and t < end hold together; for a
+# window that wraps midnight (start > end), when they do not.
+
+deny contains concat("", ["quiet_hours: ", t, " in ", zone, " is inside the marketing quiet hours ", q.start, "-", q.end, " ", quiet_label]) if {
+	marketing
+	config.rules.quiet_hours
+	q := quiet
+	t := time.format([now_ns, zone, "15:04"])
+	after_start := t >= q.start
+	before_end := t < q.end
+	wraps := q.start > q.end
+	agree := after_start == before_end
+	agree != wraps
+}
+
+deny contains concat("", ["quiet_hours: ", rest, " in ", zone, " is a marketing rest day ", quiet_label]) if {
+	marketing
+	config.rules.quiet_hours
+	some rest in quiet.days
+	time.weekday([now_ns, zone]) == rest
+}
+
+# zone is the subject's IANA time zone, or config.default_timezone.
+zone := input.request.subject_timezone if {
+	input.request.subject_timezone != ""
+} else := config.default_timezone
+
+# quiet is the subject's country's quiet hours, or the company default.
+quiet := config.quiet_hours.countries[input.subject.country] if {
+	config.quiet_hours.countries[input.subject.country]
+} else := config.quiet_hours.default
+
+quiet_label := concat("", ["for ", input.subject.country]) if {
+	config.quiet_hours.countries[input.subject.country]
+} else := "by default"
+
+# ---------------------------------------------------------------------------
+# An open data breach on the channel freezes marketing on it
+# (rules.breach_freeze; GDPR Art. 33, 34). The input lists open breaches.
+
+deny contains concat("", ["breach_freeze: open breach ", object.get(b, "breach_id", "(unnamed)"), " affects ", input.request.channel, "; marketing on it is frozen"]) if {
+	some b in input.breaches
+	input.request.channel in b.channels
+	not b.status == "closed"
+	marketing
+	config.rules.breach_freeze
+}
+
+# ---------------------------------------------------------------------------
+# An opt-out on one channel also covers related channels (rules.optout_scope,
+# config.optout_scope: e.g. an SMS STOP also stops RCS, as carriers do).
+# Ledger order (entry indexes) decides which came first when both are known,
+# otherwise the recorded times.
+
+deny contains concat("", [
+	"opted_out_on_related_channel: opt-out on ", src, "/", consent_purpose, " ",
+	day(w, "withdrawn_at"), " also covers ", input.request.channel,
+]) if {
+	some src, covered in config.optout_scope
+	input.request.channel in covered
+	w := input.subject.consents[src][consent_purpose]
+	w.status == "withdrawn"
+	granted
+	config.rules.optout_scope
+	withdrawn_after_grant(w, consent)
+}
+
+# withdrawn_after_grant: withdrawal w came after grant g.
+withdrawn_after_grant(w, g) if w.withdrawal_index > g.grant_index
+
+withdrawn_after_grant(w, g) if {
+	not both_indexed(w, g)
+	time.parse_rfc3339_ns(w.withdrawn_at) > time.parse_rfc3339_ns(g.granted_at)
+}
+
+both_indexed(w, g) if {
+	is_number(w.withdrawal_index)
+	is_number(g.grant_index)
+}

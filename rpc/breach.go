@@ -1,0 +1,257 @@
+package rpc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/consentledger/consentledger/ledger"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+// NotificationDeadline is the GDPR Art. 33(1) deadline for notifying the
+// supervisory authority, counted from awareness of the breach.
+const NotificationDeadline = 72 * time.Hour
+
+type breachHandler struct {
+	consentledgerv1connect.UnimplementedBreachServiceHandler
+	s *Service
+}
+
+// appendBreach appends a breach event and refreshes the open-breach cache.
+func (s *Service) appendBreach(ctx context.Context, key string, req proto.Message, e *pb.Entry) (ledger.Receipt, error) {
+	rcpt, err := s.appendFor(ctx, nil, key, req, e)
+	if err != nil {
+		return rcpt, err
+	}
+	if err := s.refreshBreaches(ctx); err != nil {
+		return rcpt, toConnect(err)
+	}
+	return rcpt, nil
+}
+
+func newBreachID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return "brc_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.ReportBreachRequest]) (*connect.Response[pb.ReportBreachResponse], error) {
+	m := r.Msg
+	if strings.TrimSpace(m.Description) == "" {
+		return nil, invalid("description", "is required: say what happened")
+	}
+	if err := checkText("description", m.Description, maxLongText); err != nil {
+		return nil, err
+	}
+	detected, err := checkTime("detected_at", m.DetectedAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	risk, err := oneOf("risk", m.Risk, "unknown", "low", "medium", "high", "unknown")
+	if err != nil {
+		return nil, err
+	}
+	var types []string
+	for _, t := range m.BreachTypes {
+		v, err := oneOf("breach_types", t, "", "confidentiality", "integrity", "availability")
+		if err != nil {
+			return nil, err
+		}
+		types = append(types, v)
+	}
+	for _, c := range m.Channels {
+		if err := checkChannel("channels", c); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkTexts("data_categories", m.DataCategories, maxShortText); err != nil {
+		return nil, err
+	}
+	for f, v := range map[string]string{"likely_consequences": m.LikelyConsequences, "measures": m.Measures} {
+		if err := checkText(f, v, maxLongText); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkText("breach_id", m.BreachId, 128); err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	id := m.BreachId
+	if id == "" {
+		id = newBreachID()
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: &pb.BreachDetected{
+		BreachId: id, DetectedAt: detected, Description: m.Description, BreachTypes: types,
+		DataCategories: m.DataCategories, Channels: m.Channels, SubjectsEstimate: m.SubjectsEstimate,
+		RecordsEstimate: m.RecordsEstimate, LikelyConsequences: m.LikelyConsequences, Measures: m.Measures, Risk: risk,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	if rcpt.Duplicate { // a retry: answer with the breach first recorded
+		data, err := h.s.l.Entry(ctx, rcpt.Index)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		e, err := ledger.DecodeEntry(data)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		if d := e.GetBreachDetected(); d != nil {
+			id, detected = d.BreachId, d.DetectedAt
+		}
+	}
+	return connect.NewResponse(&pb.ReportBreachResponse{
+		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(detected.AsTime().Add(NotificationDeadline)),
+	}), nil
+}
+
+// breachFor returns the committed state of a breach named in a request.
+func (s *Service) breachFor(ctx context.Context, id string) (*pb.BreachState, error) {
+	if id == "" {
+		return nil, invalid("breach_id", "is required")
+	}
+	if err := checkText("breach_id", id, 128); err != nil {
+		return nil, err
+	}
+	b, err := s.l.Breach(ctx, id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return b, nil
+}
+
+func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *connect.Request[pb.RecordAuthorityNotificationRequest]) (*connect.Response[pb.RecordAuthorityNotificationResponse], error) {
+	m := r.Msg
+	b, err := h.s.breachFor(ctx, m.BreachId)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(m.Authority) == "" {
+		return nil, invalid("authority", "is required: name the supervisory authority notified")
+	}
+	for f, v := range map[string]string{"authority": m.Authority, "reference": m.Reference} {
+		if err := checkText(f, v, maxShortText); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkText("delay_reason", m.DelayReason, maxLongText); err != nil {
+		return nil, err
+	}
+	phase, err := oneOf("phase", m.Phase, "preliminary", "preliminary", "ongoing", "concluding")
+	if err != nil {
+		return nil, err
+	}
+	at, err := checkTime("notified_at", m.NotifiedAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	deadline := b.DetectedAt.AsTime().Add(NotificationDeadline)
+	inTime := !at.AsTime().After(deadline)
+	if b.AuthorityNotifiedAt == nil && !inTime && strings.TrimSpace(m.DelayReason) == "" {
+		late := at.AsTime().Sub(b.DetectedAt.AsTime()).Round(time.Minute)
+		return nil, invalid("delay_reason", "is required: the authority is notified %v after the breach was detected, later than 72 hours (GDPR Art. 33(1))", late)
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachAuthorityNotified{BreachAuthorityNotified: &pb.BreachAuthorityNotified{
+		BreachId: m.BreachId, Authority: m.Authority, Reference: m.Reference, Phase: phase, NotifiedAt: at, DelayReason: m.DelayReason,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	if b.AuthorityNotifiedAt != nil { // a later phase: timeliness is the first notification's
+		inTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
+	}
+	return connect.NewResponse(&pb.RecordAuthorityNotificationResponse{Entry: rcpt.Ref(), NotifiedInTime: inTime}), nil
+}
+
+func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connect.Request[pb.RecordSubjectNotificationRequest]) (*connect.Response[pb.RecordSubjectNotificationResponse], error) {
+	m := r.Msg
+	if _, err := h.s.breachFor(ctx, m.BreachId); err != nil {
+		return nil, err
+	}
+	if err := checkText("method", m.Method, maxShortText); err != nil {
+		return nil, err
+	}
+	at, err := checkTime("notified_at", m.NotifiedAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachSubjectsNotified{BreachSubjectsNotified: &pb.BreachSubjectsNotified{
+		BreachId: m.BreachId, NotifiedAt: at, Method: m.Method, SubjectsNotified: m.SubjectsNotified,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.RecordSubjectNotificationResponse{Entry: rcpt.Ref()}), nil
+}
+
+func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.CloseBreachRequest]) (*connect.Response[pb.CloseBreachResponse], error) {
+	m := r.Msg
+	if _, err := h.s.breachFor(ctx, m.BreachId); err != nil {
+		return nil, err
+	}
+	if err := checkText("summary", m.Summary, maxLongText); err != nil {
+		return nil, err
+	}
+	at, err := checkTime("closed_at", m.ClosedAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachClosed{BreachClosed: &pb.BreachClosed{
+		BreachId: m.BreachId, ClosedAt: at, Summary: m.Summary,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.CloseBreachResponse{Entry: rcpt.Ref()}), nil
+}
+
+func (h *breachHandler) ListBreaches(ctx context.Context, _ *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+	all, err := h.s.l.Breaches(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	now := h.s.now()
+	out := &pb.ListBreachesResponse{}
+	for _, b := range all {
+		out.Breaches = append(out.Breaches, BreachView(b, now))
+	}
+	return connect.NewResponse(out), nil
+}
+
+// BreachView computes a breach's Art. 33 deadline and timeliness at now.
+func BreachView(b *pb.BreachState, now time.Time) *pb.Breach {
+	detected := b.DetectedAt.AsTime()
+	deadline := detected.Add(NotificationDeadline)
+	v := &pb.Breach{
+		BreachId: b.BreachId, Status: b.Status, DetectedAt: b.DetectedAt, Deadline: timestamppb.New(deadline),
+		AuthorityNotifiedAt: b.AuthorityNotifiedAt, Channels: b.Channels, Risk: b.Risk, Description: b.Description,
+		Entry: b.Detected, SubjectsNotifiedAt: b.SubjectsNotifiedAt, ClosedAt: b.ClosedAt,
+	}
+	if b.AuthorityNotifiedAt != nil {
+		v.NotifiedInTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
+		return v
+	}
+	v.HoursRemaining = float64(deadline.Sub(now).Round(time.Minute)) / float64(time.Hour)
+	v.Overdue = now.After(deadline)
+	return v
+}

@@ -1,0 +1,229 @@
+package rpc
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/subject"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+type consentHandler struct {
+	consentledgerv1connect.UnimplementedConsentServiceHandler
+	s *Service
+}
+
+// appendFor appends an event about a subject on behalf of the caller.
+// req, the caller's request, is fingerprinted (keyed) so that reusing its
+// idempotency key for another request is refused.
+func (s *Service) appendFor(ctx context.Context, id *subject.Identifier, key string, req proto.Message, e *pb.Entry) (ledger.Receipt, error) {
+	e.Actor, e.IdempotencyKey = PrincipalFrom(ctx).Name, key
+	fp := s.fingerprint(req)
+	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: id, Fingerprint: fp})
+	return rcpt, toConnect(err)
+}
+
+func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.RecordOptInRequest]) (*connect.Response[pb.RecordOptInResponse], error) {
+	m := r.Msg
+	id, err := checkSubject(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChannel("channel", m.Channel); err != nil {
+		return nil, err
+	}
+	if err := checkPurposes("purposes", m.Purposes, false); err != nil {
+		return nil, err
+	}
+	method, err := oneOf("method", m.Method, "api", optInMethods...)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkText("notice_version", m.NoticeVersion, maxShortText); err != nil {
+		return nil, err
+	}
+	if len(m.EvidenceDigest) > 64 {
+		return nil, invalid("evidence_digest", "is %d bytes, the limit is 64 (send a digest, not the evidence)", len(m.EvidenceDigest))
+	}
+	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{
+		Channel: m.Channel, Purposes: m.Purposes, Method: method, NoticeVersion: m.NoticeVersion,
+		EvidenceDigest: m.EvidenceDigest, OccurredAt: at, DoubleOptInConfirmed: m.DoubleOptInConfirmed,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.RecordOptInResponse{Entry: rcpt.Ref()}), nil
+}
+
+func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb.ConfirmOptInRequest]) (*connect.Response[pb.ConfirmOptInResponse], error) {
+	m := r.Msg
+	id, err := checkSubject(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChannel("channel", m.Channel); err != nil {
+		return nil, err
+	}
+	if err := checkPurposes("purposes", m.Purposes, false); err != nil {
+		return nil, err
+	}
+	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentConfirmed{ConsentConfirmed: &pb.ConsentConfirmed{
+		Channel: m.Channel, Purposes: m.Purposes, OccurredAt: at,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.ConfirmOptInResponse{Entry: rcpt.Ref()}), nil
+}
+
+func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb.RecordOptOutRequest]) (*connect.Response[pb.RecordOptOutResponse], error) {
+	m := r.Msg
+	id, err := checkSubject(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChannel("channel", m.Channel); err != nil {
+		return nil, err
+	}
+	if err := checkPurposes("purposes", m.Purposes, true); err != nil {
+		return nil, err
+	}
+	method, err := oneOf("method", m.Method, "api", append(optInMethods, "email_link", "customer_service")...)
+	if err != nil {
+		return nil, err
+	}
+	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{
+		Channel: m.Channel, Purposes: m.Purposes, Method: method, OccurredAt: at,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.RecordOptOutResponse{Entry: rcpt.Ref()}), nil
+}
+
+func (h *consentHandler) HandleInbound(ctx context.Context, r *connect.Request[pb.HandleInboundRequest]) (*connect.Response[pb.HandleInboundResponse], error) {
+	m := r.Msg
+	id, err := checkSubject(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChannel("channel", m.Channel); err != nil {
+		return nil, err
+	}
+	if err := checkText("text", m.Text, maxLongText); err != nil {
+		return nil, err
+	}
+	at, err := checkTime("received_at", m.ReceivedAt, h.s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	set, _ := h.s.Active()
+	action, keyword, err := set.Inbound(ctx, m.Text)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &pb.HandleInboundResponse{Action: action, Keyword: keyword}
+	// The text itself is never recorded: the fingerprint covers it, keyed.
+	var e *pb.Entry
+	switch action {
+	case "opt_out":
+		e = &pb.Entry{Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{
+			Channel: m.Channel, Method: "keyword", OccurredAt: at, Keyword: keyword,
+		}}}
+	case "opt_in":
+		// START undoes STOP: re-grant what was withdrawn on the channel.
+		_, st, _, err := h.s.l.LookupSubject(ctx, id)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		var purposes []string
+		for _, cs := range st.GetConsents() {
+			if cs.Channel == m.Channel && cs.Status == ledger.StatusWithdrawn {
+				purposes = append(purposes, cs.Purpose)
+			}
+		}
+		if len(purposes) == 0 {
+			return connect.NewResponse(resp), nil
+		}
+		e = &pb.Entry{Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{
+			Channel: m.Channel, Purposes: purposes, Method: "keyword", OccurredAt: at,
+		}}}
+	default:
+		return connect.NewResponse(resp), nil
+	}
+	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, e)
+	if err != nil {
+		return nil, err
+	}
+	resp.Entry = rcpt.Ref()
+	return connect.NewResponse(resp), nil
+}
+
+func (h *consentHandler) GetConsent(ctx context.Context, r *connect.Request[pb.GetConsentRequest]) (*connect.Response[pb.GetConsentResponse], error) {
+	id, err := checkSubject(r.Msg.Subject)
+	if err != nil {
+		return nil, err
+	}
+	sid, st, found, err := h.s.l.LookupSubject(ctx, id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &pb.GetConsentResponse{}
+	if found {
+		resp.SubjectId, resp.Consents, resp.Head = sid, st.GetConsents(), st.GetHead()
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (h *consentHandler) EraseSubject(ctx context.Context, r *connect.Request[pb.EraseSubjectRequest]) (*connect.Response[pb.EraseSubjectResponse], error) {
+	m := r.Msg
+	id, err := checkSubject(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", m.Reason, maxShortText); err != nil {
+		return nil, err
+	}
+	if err := checkKey(m.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	reason := m.Reason
+	if reason == "" {
+		reason = "art17_request"
+	}
+	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_SubjectErased{SubjectErased: &pb.SubjectErased{
+		Reason: reason, ErasedAt: nowTS(h.s.now()),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.EraseSubjectResponse{Entry: rcpt.Ref(), SubjectId: rcpt.SubjectID}), nil
+}

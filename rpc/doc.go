@@ -1,0 +1,10 @@
+// Package rpc implements consentledger's Connect API (package
+// consentledger.v1, DESIGN §7): ConsentService, SendService, BreachService,
+// PolicyService and LogService. Handlers validate each request in one place
+// (errors name the field), turn it into ledger appends and policy
+// evaluations, and map ledger errors to Connect codes. A rejected request
+// appends nothing.
+//
+// Authentication and authorisation are an interceptor (NewAuthInterceptor):
+// every entry's actor is the authenticated principal's name.
+package rpc

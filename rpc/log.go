@@ -1,0 +1,132 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/consentledger/consentledger/ledger"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+// MaxEntriesPerCall bounds GetEntries.
+const MaxEntriesPerCall = 1000
+
+type logHandler struct {
+	consentledgerv1connect.UnimplementedLogServiceHandler
+	s *Service
+}
+
+func (h *logHandler) GetCheckpoint(ctx context.Context, r *connect.Request[pb.GetCheckpointRequest]) (*connect.Response[pb.GetCheckpointResponse], error) {
+	var c *ledger.Checkpoint
+	var err error
+	switch {
+	case r.Msg.Size > 0:
+		c, err = h.s.l.CheckpointAt(ctx, r.Msg.Size)
+	case r.Msg.Sign:
+		c, err = h.s.l.SignCheckpoint(ctx)
+	default:
+		c = h.s.l.LatestCheckpoint()
+	}
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetCheckpointResponse{Checkpoint: string(c.Note), Size: c.Size, RootHash: c.Root}), nil
+}
+
+// LogEntryOf returns the API view of stored entry bytes.
+func LogEntryOf(index uint64, data []byte) *pb.LogEntry {
+	le := &pb.LogEntry{Index: index, Entry: data, LeafHash: ledger.LeafHash(data)}
+	if e, err := ledger.DecodeEntry(data); err == nil {
+		le.Json = protojson.Format(e)
+	}
+	return le
+}
+
+func (h *logHandler) GetEntries(ctx context.Context, r *connect.Request[pb.GetEntriesRequest]) (*connect.Response[pb.GetEntriesResponse], error) {
+	count := int(r.Msg.Count)
+	if count == 0 {
+		count = 100
+	}
+	if count > MaxEntriesPerCall {
+		return nil, invalid("count", "%d is more than %d", count, MaxEntriesPerCall)
+	}
+	size := h.s.l.Size()
+	if r.Msg.Start > size {
+		return nil, connect.NewError(connect.CodeOutOfRange, fmt.Errorf("start: %d is beyond the log's size %d", r.Msg.Start, size))
+	}
+	out := &pb.GetEntriesResponse{Size: size}
+	err := h.s.l.Scan(ctx, r.Msg.Start, uint64(count), func(i uint64, data []byte) error {
+		out.Entries = append(out.Entries, LogEntryOf(i, append([]byte(nil), data...)))
+		return nil
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// proofSize resolves a requested tree size: 0 means the latest checkpoint's.
+func (s *Service) proofSize(size uint64) uint64 {
+	if size == 0 {
+		return s.l.LatestCheckpoint().Size
+	}
+	return size
+}
+
+func (h *logHandler) GetInclusionProof(ctx context.Context, r *connect.Request[pb.GetInclusionProofRequest]) (*connect.Response[pb.GetInclusionProofResponse], error) {
+	size := h.s.proofSize(r.Msg.Size)
+	p, err := h.s.l.InclusionProof(ctx, r.Msg.Index, size)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	data, err := h.s.l.Entry(ctx, r.Msg.Index)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetInclusionProofResponse{Index: r.Msg.Index, Size: size, LeafHash: ledger.LeafHash(data), Proof: p}), nil
+}
+
+func (h *logHandler) GetConsistencyProof(ctx context.Context, r *connect.Request[pb.GetConsistencyProofRequest]) (*connect.Response[pb.GetConsistencyProofResponse], error) {
+	size2 := h.s.proofSize(r.Msg.Size2)
+	p, err := h.s.l.ConsistencyProof(ctx, r.Msg.Size1, size2)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetConsistencyProofResponse{Size1: r.Msg.Size1, Size2: size2, Proof: p}), nil
+}
+
+func (h *logHandler) GetEvidence(ctx context.Context, r *connect.Request[pb.GetEvidenceRequest]) (*connect.Response[pb.GetEvidenceResponse], error) {
+	b, err := Evidence(ctx, h.s.l, r.Msg.DecisionIndex)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetEvidenceResponse{Bundle: b}), nil
+}
+
+func (h *logHandler) WatchEntries(ctx context.Context, r *connect.Request[pb.WatchEntriesRequest], stream *connect.ServerStream[pb.WatchEntriesResponse]) error {
+	next := r.Msg.Start
+	for {
+		size := h.s.l.Size()
+		if next < size {
+			err := h.s.l.Scan(ctx, next, min(size-next, MaxEntriesPerCall), func(i uint64, data []byte) error {
+				next = i + 1
+				return stream.Send(&pb.WatchEntriesResponse{Entry: LogEntryOf(i, append([]byte(nil), data...))})
+			})
+			if err != nil {
+				return toConnect(err)
+			}
+			continue
+		}
+		if _, err := h.s.l.WaitForSize(ctx, next); err != nil {
+			if errors.Is(err, ledger.ErrClosed) {
+				return connect.NewError(connect.CodeUnavailable, errors.New("the server is shutting down"))
+			}
+			return toConnect(err)
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package rpc
+
+import (
+	"context"
+	"slices"
+
+	"connectrpc.com/connect"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/policies"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+// MaxImpactDecisions bounds ImpactReport's replay.
+const MaxImpactDecisions = 10000
+
+type policyHandler struct {
+	consentledgerv1connect.UnimplementedPolicyServiceHandler
+	s *Service
+}
+
+func checkPolicyFiles(pf []*pb.PolicyFile) ([]policies.File, error) {
+	if len(pf) == 0 {
+		return nil, invalid("files", "at least one file is required (the *.rego modules, their *_test.rego tests and data.json)")
+	}
+	return policyFiles(pf), nil
+}
+
+func (h *policyHandler) PublishPolicy(ctx context.Context, r *connect.Request[pb.PublishPolicyRequest]) (*connect.Response[pb.PublishPolicyResponse], error) {
+	files, err := checkPolicyFiles(r.Msg.Files)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkText("note", r.Msg.Note, maxLongText); err != nil {
+		return nil, err
+	}
+	if err := checkKey(r.Msg.IdempotencyKey); err != nil {
+		return nil, err
+	}
+	ref, digest, err := h.s.Publish(ctx, files, r.Msg.Note, r.Msg.IdempotencyKey)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.PublishPolicyResponse{Entry: ref, Digest: digest}), nil
+}
+
+func (h *policyHandler) GetActivePolicy(ctx context.Context, _ *connect.Request[pb.GetActivePolicyRequest]) (*connect.Response[pb.GetActivePolicyResponse], error) {
+	_, ref := h.s.Active()
+	data, err := h.s.l.Entry(ctx, ref.Index)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	p := e.GetPolicyPublished()
+	return connect.NewResponse(&pb.GetActivePolicyResponse{Entry: ref, Digest: p.GetDigest(), Files: p.GetFiles(), Note: p.GetNote()}), nil
+}
+
+// draft compiles and tests the files of a draft policy; none means the active one.
+func (s *Service) draft(ctx context.Context, pf []*pb.PolicyFile) (*policies.Set, error) {
+	if len(pf) == 0 {
+		set, _ := s.Active()
+		return set, nil
+	}
+	set, err := policies.Check(ctx, policyFiles(pf))
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return set, nil
+}
+
+func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRunRequest]) (*connect.Response[pb.DryRunResponse], error) {
+	id, req, err := checkDecide(r.Msg.Request, "request.")
+	if err != nil {
+		return nil, err
+	}
+	set, err := h.s.draft(ctx, r.Msg.Files)
+	if err != nil {
+		return nil, err
+	}
+	_, st, known, err := h.s.l.LookupSubject(ctx, id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	input, err := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	dec, err := set.Decide(ctx, input)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+	}
+	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(input)}), nil
+}
+
+func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.ImpactReportRequest]) (*connect.Response[pb.ImpactReportResponse], error) {
+	limit := int(r.Msg.Limit)
+	if limit == 0 || limit > MaxImpactDecisions {
+		limit = MaxImpactDecisions
+	}
+	if len(r.Msg.Files) == 0 {
+		return nil, invalid("files", "the draft policy to compare is required")
+	}
+	set, err := h.s.draft(ctx, r.Msg.Files)
+	if err != nil {
+		return nil, err
+	}
+	// Keep the newest `limit` decisions.
+	type rec struct {
+		index uint64
+		d     *pb.SendDecision
+	}
+	var recent []rec
+	err = h.s.l.Scan(ctx, 0, 0, func(i uint64, data []byte) error {
+		e, err := ledger.DecodeEntry(data)
+		if err != nil {
+			return err
+		}
+		if d := e.GetSendDecision(); d != nil {
+			recent = append(recent, rec{i, d})
+			if len(recent) > 2*limit {
+				recent = slices.Clone(recent[len(recent)-limit:])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if len(recent) > limit {
+		recent = recent[len(recent)-limit:]
+	}
+	out := &pb.ImpactReportResponse{Digest: set.Digest()}
+	for i := len(recent) - 1; i >= 0; i-- {
+		rc := recent[i]
+		dec, err := set.Decide(ctx, rc.d.Input)
+		out.DecisionsReplayed++
+		if err != nil {
+			out.Changes = append(out.Changes, &pb.DecisionChange{DecisionIndex: rc.index, RecordedAllow: rc.d.Allow, RecordedReasons: rc.d.Reasons, DraftReasons: []string{"error: " + err.Error()}})
+			continue
+		}
+		if dec.Allow != rc.d.Allow || !slices.Equal(dec.Reasons, rc.d.Reasons) {
+			out.Changes = append(out.Changes, &pb.DecisionChange{DecisionIndex: rc.index, RecordedAllow: rc.d.Allow, RecordedReasons: rc.d.Reasons, DraftAllow: dec.Allow, DraftReasons: dec.Reasons})
+		}
+	}
+	return connect.NewResponse(out), nil
+}

@@ -1,0 +1,215 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/subject"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+// MaxDecideBatch bounds DecideBatch.
+const MaxDecideBatch = 100
+
+// maxStaleRetries bounds how often Decide re-evaluates when a consent event
+// was sequenced between evaluation and append.
+const maxStaleRetries = 16
+
+var categories = []string{"marketing", "utility", "authentication", "service"}
+
+type sendHandler struct {
+	consentledgerv1connect.UnimplementedSendServiceHandler
+	s *Service
+}
+
+func (h *sendHandler) Decide(ctx context.Context, r *connect.Request[pb.DecideRequest]) (*connect.Response[pb.DecideResponse], error) {
+	resp, err := h.s.decide(ctx, r.Msg, "")
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (h *sendHandler) DecideBatch(ctx context.Context, r *connect.Request[pb.DecideBatchRequest]) (*connect.Response[pb.DecideBatchResponse], error) {
+	if n := len(r.Msg.Requests); n == 0 || n > MaxDecideBatch {
+		return nil, invalid("requests", "%d requests, want 1 to %d", n, MaxDecideBatch)
+	}
+	for i, req := range r.Msg.Requests {
+		if _, _, err := checkDecide(req, fmt.Sprintf("requests[%d].", i)); err != nil {
+			return nil, err
+		}
+	}
+	out := &pb.DecideBatchResponse{Results: make([]*pb.DecideResponse, len(r.Msg.Requests))}
+	for i, req := range r.Msg.Requests {
+		res, err := h.s.decide(ctx, req, fmt.Sprintf("requests[%d].", i))
+		if err != nil {
+			return nil, err
+		}
+		out.Results[i] = res
+	}
+	return connect.NewResponse(out), nil
+}
+
+// checkDecide validates a DecideRequest; prefix names it inside a batch.
+func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.SendRequest, error) {
+	if m == nil {
+		return subject.Identifier{}, nil, invalid(strings.TrimSuffix(prefix, "."), "is empty")
+	}
+	id, err := subject.Normalize(m.Subject)
+	if err != nil {
+		var fe *subject.FieldError
+		if errors.As(err, &fe) {
+			return id, nil, invalid(prefix+fe.Field, "%s", fe.Reason)
+		}
+		return id, nil, toConnect(err)
+	}
+	if err := checkChannel(prefix+"channel", m.Channel); err != nil {
+		return id, nil, err
+	}
+	if !ledger.ValidPurpose(m.Purpose) {
+		return id, nil, invalid(prefix+"purpose", "%q is not a purpose identifier (lowercase letters, digits and _, starting with a letter, at most 64)", m.Purpose)
+	}
+	category := strings.ToLower(strings.TrimSpace(m.Category))
+	if category != "" {
+		if _, err := oneOf(prefix+"category", category, "", categories...); err != nil {
+			return id, nil, err
+		}
+	}
+	if m.SubjectTimezone != "" {
+		if _, err := time.LoadLocation(m.SubjectTimezone); err != nil || len(m.SubjectTimezone) > 64 {
+			return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
+		}
+	}
+	for field, v := range map[string]string{"provider.name": m.GetProvider().GetName(), "provider.region": m.GetProvider().GetRegion(), "message_ref": m.MessageRef, "idempotency_key": m.IdempotencyKey} {
+		if err := checkText(prefix+field, v, maxShortText); err != nil {
+			return id, nil, err
+		}
+	}
+	req := &pb.SendRequest{
+		Channel: m.Channel, Purpose: m.Purpose, Category: category, SubjectTimezone: m.SubjectTimezone,
+		ServiceWindowOpen: m.ServiceWindowOpen, MessageRef: m.MessageRef, SubjectCountry: id.Country(),
+	}
+	if p := m.Provider; p != nil {
+		req.Provider = &pb.Provider{Name: p.Name, Region: strings.ToUpper(strings.TrimSpace(p.Region))}
+	}
+	return id, req, nil
+}
+
+// decide evaluates the active policy against the subject's state at a known
+// consent head and appends the SendDecision conditional on that head, so a
+// decision never relies on consent withdrawn before it was sequenced.
+func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string) (*pb.DecideResponse, error) {
+	id, req, err := checkDecide(m, prefix)
+	if err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(m)
+	for attempt := 0; ; attempt++ {
+		set, policyRef := s.Active()
+		_, st, known, err := s.l.LookupSubject(ctx, id)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		now := s.now()
+		input, err := buildInput(now, req, known && st != nil, st, *s.open.Load())
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		dec, err := set.Decide(ctx, input)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
+		}
+		relied := reliedOn(dec.Allow, req, st)
+		var idx []uint64
+		for _, r := range relied {
+			idx = append(idx, r.Index)
+		}
+		e := &pb.Entry{
+			Actor: PrincipalFrom(ctx).Name, IdempotencyKey: m.IdempotencyKey,
+			Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
+				Request: req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
+				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input,
+			}},
+		}
+		rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: &id, CheckHead: true, ExpectedHead: st.GetHead(), Fingerprint: fp})
+		if errors.Is(err, ledger.ErrStaleHead) && attempt < maxStaleRetries {
+			if err := s.l.Barrier(ctx); err != nil {
+				return nil, toConnect(err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		if rcpt.Duplicate {
+			return s.recordedDecision(ctx, rcpt)
+		}
+		if s.onDec != nil {
+			s.onDec(dec.Allow, dec.Reasons)
+		}
+		return &pb.DecideResponse{
+			Allow: dec.Allow, Reasons: dec.Reasons, Decision: rcpt.Ref(), Policy: policyRef,
+			Consents: relied, PolicyDigest: set.Digest(),
+		}, nil
+	}
+}
+
+// reliedOn returns the consent entries an allowed decision rests on: the
+// grant (and its double opt-in confirmation) for the channel and the purpose
+// whose consent the policy requires — marketing for a WhatsApp marketing
+// template, else the stated purpose.
+func reliedOn(allow bool, req *pb.SendRequest, st *pb.SubjectState) []*pb.EntryRef {
+	if !allow {
+		return nil
+	}
+	purpose := req.Purpose
+	if req.Channel == pb.Channel_CHANNEL_WHATSAPP && req.Category == "marketing" {
+		purpose = "marketing"
+	}
+	for _, cs := range st.GetConsents() {
+		if cs.Channel == req.Channel && cs.Purpose == purpose && cs.Status == ledger.StatusGranted && cs.Grant != nil {
+			out := []*pb.EntryRef{cs.Grant}
+			if cs.Confirmation != nil {
+				out = append(out, cs.Confirmation)
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// recordedDecision answers an idempotent retry with the decision recorded
+// the first time, not with a new evaluation.
+func (s *Service) recordedDecision(ctx context.Context, rcpt ledger.Receipt) (*pb.DecideResponse, error) {
+	data, err := s.l.Entry(ctx, rcpt.Index)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	d := e.GetSendDecision()
+	if d == nil {
+		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("idempotency_key %q was used for entry %d, which is not a send decision", e.IdempotencyKey, rcpt.Index))
+	}
+	resp := &pb.DecideResponse{Allow: d.Allow, Reasons: d.Reasons, Decision: rcpt.Ref(), PolicyDigest: d.PolicyDigest}
+	if resp.Policy, err = s.l.Ref(ctx, d.PolicyIndex); err != nil {
+		return nil, toConnect(err)
+	}
+	for _, i := range d.ConsentIndexes {
+		ref, err := s.l.Ref(ctx, i)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		resp.Consents = append(resp.Consents, ref)
+	}
+	return resp, nil
+}

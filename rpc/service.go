@@ -1,0 +1,206 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/policies"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+// Options configures a Service. The zero value of each field means its
+// documented default.
+type Options struct {
+	// Ledger is the log; required.
+	Ledger *ledger.Ledger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// OnDecision, if set, is called for every send decision recorded (for metrics).
+	OnDecision func(allow bool, reasons []string)
+}
+
+// Service holds what the handlers share: the ledger, the active policy and
+// a cache of open breaches.
+type Service struct {
+	l      *ledger.Ledger
+	now    func() time.Time
+	log    *slog.Logger
+	onDec  func(allow bool, reasons []string)
+	active atomic.Pointer[activePolicy]
+
+	publishMu sync.Mutex // publications are activated in log order
+
+	breachMu sync.Mutex
+	open     atomic.Pointer[[]*pb.BreachState] // open breaches, for policy input
+}
+
+// activePolicy is the compiled policy in force and the entry that published it.
+type activePolicy struct {
+	set *policies.Set
+	ref *pb.EntryRef
+}
+
+// New returns a Service on opts.Ledger. It activates the policy the log
+// names; on an empty log it publishes the embedded default policy as the
+// first entry.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Ledger == nil {
+		return nil, errors.New("rpc: Options.Ledger is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision}
+	if err := s.refreshBreaches(ctx); err != nil {
+		return nil, err
+	}
+	st, err := s.l.ActivePolicy(ctx)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		if _, _, err := s.Publish(WithPrincipal(ctx, Principal{Name: "system", Role: RoleAdmin}), policies.Default(), "embedded default policy, published on first start", ""); err != nil {
+			return nil, fmt.Errorf("publish the default policy: %w", err)
+		}
+		return s, nil
+	case err != nil:
+		return nil, err
+	}
+	data, err := s.l.Entry(ctx, st.Entry.Index)
+	if err != nil {
+		return nil, err
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return nil, err
+	}
+	set, err := policies.Compile(ctx, policyFiles(e.GetPolicyPublished().GetFiles()))
+	if err != nil {
+		return nil, fmt.Errorf("compile the active policy (entry %d): %w", st.Entry.Index, err)
+	}
+	s.active.Store(&activePolicy{set: set, ref: st.Entry})
+	return s, nil
+}
+
+// Active returns the policy in force and its PolicyPublished entry.
+func (s *Service) Active() (*policies.Set, *pb.EntryRef) {
+	a := s.active.Load()
+	return a.set, a.ref
+}
+
+// Publish compiles files, runs their tests, records a PolicyPublished entry
+// and activates the policy. A policy that fails changes nothing. If the
+// active policy already has the same digest, nothing is appended and its
+// entry is returned.
+func (s *Service) Publish(ctx context.Context, files []policies.File, note, idemKey string) (*pb.EntryRef, string, error) {
+	set, err := policies.Check(ctx, files)
+	if err != nil {
+		return nil, "", err
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	if a := s.active.Load(); a != nil && a.set.Digest() == set.Digest() && idemKey == "" {
+		return a.ref, a.set.Digest(), nil
+	}
+	var pf []*pb.PolicyFile
+	for _, f := range set.Files() {
+		pf = append(pf, &pb.PolicyFile{Name: f.Name, Content: f.Content})
+	}
+	e := &pb.Entry{
+		Actor:          PrincipalFrom(ctx).Name,
+		IdempotencyKey: idemKey,
+		Event:          &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{Files: pf, Digest: set.Digest(), Note: note}},
+	}
+	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Fingerprint: s.fingerprint(&pb.PublishPolicyRequest{Files: pf, Note: note})})
+	if err != nil {
+		return nil, "", err
+	}
+	if rcpt.Duplicate {
+		st, err := s.l.ActivePolicy(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		return rcpt.Ref(), st.Digest, nil
+	}
+	s.active.Store(&activePolicy{set: set, ref: rcpt.Ref()})
+	s.log.Info("policy published", "entry", rcpt.Index, "digest", set.Digest(), "actor", e.Actor)
+	return rcpt.Ref(), set.Digest(), nil
+}
+
+// fingerprint is the keyed digest of a request for idempotency checks.
+func (s *Service) fingerprint(m proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	return s.l.Fingerprint(b)
+}
+
+// refreshBreaches reloads the open breaches the policy input lists.
+func (s *Service) refreshBreaches(ctx context.Context) error {
+	s.breachMu.Lock()
+	defer s.breachMu.Unlock()
+	all, err := s.l.Breaches(ctx)
+	if err != nil {
+		return fmt.Errorf("read breaches: %w", err)
+	}
+	var open []*pb.BreachState
+	for _, b := range all {
+		if b.Status == ledger.BreachOpen {
+			open = append(open, b)
+		}
+	}
+	s.open.Store(&open)
+	return nil
+}
+
+// Mount registers the five services on mux with the given handler options
+// (interceptors) and returns the procedure paths' service names.
+func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []string {
+	for _, h := range []func(...connect.HandlerOption) (string, http.Handler){
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewConsentServiceHandler(&consentHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewSendServiceHandler(&sendHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewBreachServiceHandler(&breachHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewPolicyServiceHandler(&policyHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewLogServiceHandler(&logHandler{s: s}, o...)
+		},
+	} {
+		path, handler := h(opts...)
+		mux.Handle(path, handler)
+	}
+	return []string{
+		consentledgerv1connect.ConsentServiceName,
+		consentledgerv1connect.SendServiceName,
+		consentledgerv1connect.BreachServiceName,
+		consentledgerv1connect.PolicyServiceName,
+		consentledgerv1connect.LogServiceName,
+	}
+}
+
+func policyFiles(pf []*pb.PolicyFile) []policies.File {
+	out := make([]policies.File, len(pf))
+	for i, f := range pf {
+		out[i] = policies.File{Name: f.Name, Content: f.Content}
+	}
+	return out
+}

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/consentledger/consentledger/ledger"
+)
+
+// metrics are the server's Prometheus metrics.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
+	log       *slog.Logger
+}
+
+func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		log: log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentledger_requests_total", Help: "RPCs handled, by procedure and Connect code.",
+		}, []string{"procedure", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "consentledger_request_duration_seconds", Help: "RPC latency by procedure.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
+		}, []string{"procedure"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentledger_decisions_total", Help: "Send decisions recorded, by result and reason code.",
+		}, []string{"result", "reason"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.decisions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_log_size", Help: "Entries in the log."},
+			func() float64 { return float64(l.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_checkpoint_size", Help: "Tree size of the latest signed checkpoint."},
+			func() float64 { return float64(l.LatestCheckpoint().Size) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_append_batches_total", Help: "Group-commit batches written."},
+			func() float64 { return float64(l.Stats().Batches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_appended_entries_total", Help: "Entries written; divided by batches, the mean batch size."},
+			func() float64 { return float64(l.Stats().Entries) }),
+	)
+	return m
+}
+
+// decision counts one recorded send decision.
+func (m *metrics) decision(allow bool, reasons []string) {
+	result := "deny"
+	if allow {
+		result = "allow"
+	}
+	for _, r := range reasons {
+		code, _, _ := strings.Cut(r, ":")
+		m.decisions.WithLabelValues(result, code).Inc()
+	}
+}
+
+func (m *metrics) observe(procedure string, start time.Time, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+		if c := connect.CodeOf(err); c == connect.CodeInternal || c == connect.CodeUnknown {
+			m.log.Error("request failed", "procedure", procedure, "err", err)
+		}
+	}
+	m.requests.WithLabelValues(procedure, code).Inc()
+	m.latency.WithLabelValues(procedure).Observe(time.Since(start).Seconds())
+}
+
+// interceptor records every RPC's code and latency.
+func (m *metrics) interceptor() connect.Interceptor { return metricsInterceptor{m} }
+
+type metricsInterceptor struct{ m *metrics }
+
+func (i metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		resp, err := next(ctx, req)
+		i.m.observe(req.Spec().Procedure, start, err)
+		return resp, err
+	}
+}
+
+func (i metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (i metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		err := next(ctx, conn)
+		if errors.Is(err, context.Canceled) {
+			err = nil // a watcher that hung up
+		}
+		i.m.observe(conn.Spec().Procedure, start, err)
+		return err
+	}
+}

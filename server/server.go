@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/policies"
+	"github.com/consentledger/consentledger/rpc"
+)
+
+// ShutdownTimeout bounds how long a graceful stop waits for in-flight requests.
+const ShutdownTimeout = 30 * time.Second
+
+// Run serves until ctx ends, then stops gracefully. ready, if not nil, is
+// called with the address listened on (useful with port 0) once the server
+// accepts connections.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	auth, err := cfg.check()
+	if err != nil {
+		return err
+	}
+	l, err := ledger.Open(cfg.DataDir, ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			log.Error("close ledger", "err", err)
+		}
+	}()
+	m := newMetrics(l, log)
+	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now})
+	if err != nil {
+		return err
+	}
+	if cfg.PoliciesDir != "" {
+		files, err := policies.LoadDir(cfg.PoliciesDir)
+		if err != nil {
+			return fmt.Errorf("policies: %w", err)
+		}
+		sys := rpc.WithPrincipal(ctx, rpc.Principal{Name: "system", Role: rpc.RoleAdmin})
+		ref, digest, err := svc.Publish(sys, files, "published at start from "+cfg.PoliciesDir, "")
+		if err != nil {
+			return fmt.Errorf("the policies in %s cannot be activated: %w", cfg.PoliciesDir, err)
+		}
+		log.Info("policy active", "entry", ref.Index, "digest", digest)
+	}
+
+	interceptors := []connect.Interceptor{m.interceptor()}
+	if auth != nil {
+		interceptors = append(interceptors, rpc.NewAuthInterceptor(auth))
+	}
+	opts := []connect.HandlerOption{connect.WithInterceptors(interceptors...), connect.WithReadMaxBytes(cfg.MaxRequestBytes)}
+	mux := http.NewServeMux()
+	names := svc.Mount(mux, opts...)
+	checker := grpchealth.NewStaticChecker(names...)
+	mux.Handle(grpchealth.NewHandler(checker))
+	reflector := grpcreflect.NewStaticReflector(names...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	if cfg.TLS == nil {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP2(true)
+		if srv.TLSConfig, err = tlsConfig(cfg.TLS); err != nil {
+			return err
+		}
+	}
+	srv.Protocols = p
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if auth == nil {
+		log.Warn("no --config with principals: serving WITHOUT authentication, on a loopback address only", "addr", ln.Addr().String())
+	}
+	log.Info("consentledger serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "origin", l.Origin(),
+		"log_size", l.Size(), "verifier_key", l.VerifierKey(), "tls", srv.TLSConfig != nil)
+	errc := make(chan error, 1)
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	checker.SetStatus("", grpchealth.StatusNotServing)
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("shutdown", "err", err)
+	}
+	return nil
+}
+
+func tlsConfig(c *TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: %s holds no PEM certificate", c.ClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
