@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -82,10 +83,8 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 			return id, nil, err
 		}
 	}
-	if m.SubjectTimezone != "" {
-		if _, err := time.LoadLocation(m.SubjectTimezone); err != nil || len(m.SubjectTimezone) > 64 {
-			return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
-		}
+	if m.SubjectTimezone != "" && !validZone(m.SubjectTimezone) {
+		return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
 	}
 	for field, v := range map[string]string{"provider.name": m.GetProvider().GetName(), "provider.region": m.GetProvider().GetRegion(), "message_ref": m.MessageRef, "idempotency_key": m.IdempotencyKey} {
 		if err := checkText(prefix+field, v, maxShortText); err != nil {
@@ -100,6 +99,23 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 		req.Provider = &pb.Provider{Name: p.Name, Region: strings.ToUpper(strings.TrimSpace(p.Region))}
 	}
 	return id, req, nil
+}
+
+// zones caches the time zone names found valid (a few hundred at most).
+var zones sync.Map
+
+func validZone(name string) bool {
+	if _, ok := zones.Load(name); ok {
+		return true
+	}
+	if len(name) > 64 || strings.EqualFold(name, "local") {
+		return false
+	}
+	if _, err := time.LoadLocation(name); err != nil {
+		return false
+	}
+	zones.Store(name, true)
+	return true
 }
 
 // decide evaluates the active policy against the subject's state at a known

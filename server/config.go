@@ -44,6 +44,8 @@ type Config struct {
 	PoliciesDir string `yaml:"-"`
 	// MaxRequestBytes bounds a request message; 0 means 4 MiB.
 	MaxRequestBytes int `yaml:"-"`
+	// PprofAddr, if set, serves net/http/pprof on this (loopback) address.
+	PprofAddr string `yaml:"-"`
 	// Now is the clock of the ledger and the policy input; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }

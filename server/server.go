@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -67,7 +68,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if auth != nil {
 		interceptors = append(interceptors, rpc.NewAuthInterceptor(auth))
 	}
-	opts := []connect.HandlerOption{connect.WithInterceptors(interceptors...), connect.WithReadMaxBytes(cfg.MaxRequestBytes)}
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(interceptors...),
+		connect.WithReadMaxBytes(cfg.MaxRequestBytes),
+		// Answers are small; compressing them costs more than it saves.
+		connect.WithCompressMinBytes(16 << 10),
+	}
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)
 	checker := grpchealth.NewStaticChecker(names...)
@@ -96,6 +102,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	srv.Protocols = p
 
+	if cfg.PprofAddr != "" {
+		if err := servePprof(cfg.PprofAddr, log); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -149,4 +160,23 @@ func tlsConfig(c *TLSConfig) (*tls.Config, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
+}
+
+// servePprof serves the Go profiler on a separate loopback listener.
+func servePprof(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof %s: give a loopback address such as 127.0.0.1:6060", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	log.Info("profiler serving", "addr", ln.Addr().String())
+	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	return nil
 }

@@ -27,6 +27,7 @@ func runServe(args []string) int {
 	pol := fs.String("policies", "", "policy directory to publish at start when it differs from the active policy")
 	cfgPath := fs.String("config", "", "YAML config: addr, origin, tls, principals")
 	origin := fs.String("origin", "", "checkpoint origin for a new data directory")
+	pprofAddr := fs.String("pprof", "", "serve the Go profiler on this loopback address")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) > 0 {
 		return usageError(serveUsage, err, pos)
@@ -37,7 +38,7 @@ func runServe(args []string) int {
 			return errorf(2, "", "%v", err)
 		}
 	}
-	cfg.DataDir, cfg.PoliciesDir = *data, *pol
+	cfg.DataDir, cfg.PoliciesDir, cfg.PprofAddr = *data, *pol, *pprofAddr
 	if *addr != "" {
 		cfg.Addr = *addr
 	}

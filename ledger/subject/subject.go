@@ -82,6 +82,8 @@ const SaltSize = 32
 type Identifier struct {
 	Kind  Kind
 	Value string
+
+	region string // Country, computed by Normalize (empty: compute on demand)
 }
 
 // String returns the kind followed by "(redacted)"; it never includes Value.
@@ -106,10 +108,18 @@ func (id Identifier) Country() string {
 	if id.Kind != KindPhone {
 		return ""
 	}
+	if id.region != "" {
+		return id.region
+	}
 	num, err := phonenumbers.Parse(id.Value, "")
 	if err != nil {
 		return ""
 	}
+	return regionOf(num)
+}
+
+// regionOf returns the ISO 3166-1 alpha-2 region of a parsed number, or "".
+func regionOf(num *phonenumbers.PhoneNumber) string {
 	region := phonenumbers.GetRegionCodeForNumber(num)
 	if len(region) != 2 || region == phonenumbers.UNKNOWN_REGION ||
 		region[0] < 'A' || region[0] > 'Z' || region[1] < 'A' || region[1] > 'Z' {
@@ -169,17 +179,21 @@ func Normalize(s *consentledgerv1.Subject) (Identifier, error) {
 	if kind == 0 {
 		return Identifier{}, &FieldError{fieldSubject, "one of phone, email or external_id is required"}
 	}
-	value, err := normalize(kind, raw)
+	value, region, err := normalize(kind, raw)
 	if err != nil {
 		return Identifier{}, err
 	}
 	// Guarantee idempotence: the stored value must be its own normal form,
 	// or the same person could end up with two table rows. (A phone number
-	// such as "+49 (0) 0170 …" loses one trunk prefix per pass.)
-	if again, err := normalize(kind, value); err != nil || again != value {
+	// such as "+49 (0) 0170 …" loses one trunk prefix per pass.) An input
+	// already in normal form needs no second pass: it would repeat the first.
+	if value == strings.TrimSpace(raw) {
+		return Identifier{Kind: kind, Value: value, region: region}, nil
+	}
+	if again, _, err := normalize(kind, value); err != nil || again != value {
 		return Identifier{}, &FieldError{fieldFor(kind), fmt.Sprintf("%q cannot be normalised unambiguously; check it for typos and extra digits", strings.TrimSpace(raw))}
 	}
-	return Identifier{Kind: kind, Value: value}, nil
+	return Identifier{Kind: kind, Value: value, region: region}, nil
 }
 
 func fieldFor(k Kind) string {
@@ -192,21 +206,24 @@ func fieldFor(k Kind) string {
 	return fieldExternalID
 }
 
-func normalize(kind Kind, raw string) (string, *FieldError) {
+// normalize returns the normal form of raw and, for a phone number, its region.
+func normalize(kind Kind, raw string) (string, string, *FieldError) {
 	switch kind {
 	case KindPhone:
 		return normalizePhone(raw)
 	case KindEmail:
-		return normalizeEmail(raw)
+		v, err := normalizeEmail(raw)
+		return v, "", err
 	}
-	return normalizeExternalID(raw)
+	v, err := normalizeExternalID(raw)
+	return v, "", err
 }
 
 const phoneHint = "like +49 170 1234567"
 
-func normalizePhone(raw string) (string, *FieldError) {
-	fail := func(format string, args ...any) (string, *FieldError) {
-		return "", &FieldError{fieldPhone, fmt.Sprintf(format, args...)}
+func normalizePhone(raw string) (string, string, *FieldError) {
+	fail := func(format string, args ...any) (string, string, *FieldError) {
+		return "", "", &FieldError{fieldPhone, fmt.Sprintf(format, args...)}
 	}
 	s := strings.TrimSpace(raw)
 	switch {
@@ -262,7 +279,7 @@ func normalizePhone(raw string) (string, *FieldError) {
 	default:
 		return fail("%q has the wrong number of digits for a phone number with country code +%d", s, cc)
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	return phonenumbers.Format(num, phonenumbers.E164), regionOf(num), nil
 }
 
 const emailHint = "like name@example.org"
