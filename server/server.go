@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		connect.WithReadMaxBytes(cfg.MaxRequestBytes),
 		// Answers are small; compressing them costs more than it saves.
 		connect.WithCompressMinBytes(16 << 10),
+		connect.WithCodec(rpc.JSONCodec{}),
 	}
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)
