@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/consentledger/consentledger/server"
 )
 
 func TestMain(m *testing.M) {
@@ -32,6 +36,27 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("POLICIES", policiesDir)
+			// Every script gets a real server on a loopback port with its
+			// own data directory: $SERVER is its URL, $DATA its directory.
+			data := filepath.Join(env.WorkDir, "data")
+			ctx, cancel := context.WithCancel(context.Background())
+			ready, done := make(chan string, 1), make(chan error, 1)
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			go func() {
+				done <- server.Run(ctx, server.Config{DataDir: data, Addr: "127.0.0.1:0"}, log, func(a string) { ready <- a })
+			}()
+			select {
+			case addr := <-ready:
+				env.Setenv("SERVER", "http://"+addr)
+			case err := <-done:
+				cancel()
+				return err
+			}
+			env.Setenv("DATA", data)
+			env.Defer(func() {
+				cancel()
+				<-done
+			})
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
