@@ -37,10 +37,11 @@ func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 var noon = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 type testServer struct {
-	url   string
-	clock *clock
-	http  *http.Client
-	stop  func()
+	url     string
+	dataDir string
+	clock   *clock
+	http    *http.Client
+	stop    func()
 }
 
 // start runs the real server on a loopback port with a temporary data directory.
@@ -70,7 +71,7 @@ func start(t *testing.T, cfg server.Config) *testServer {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	tr.Protocols.SetHTTP1(true)
-	s := &testServer{url: "http://" + addr, clock: c, http: &http.Client{Transport: tr}}
+	s := &testServer{url: "http://" + addr, dataDir: cfg.DataDir, clock: c, http: &http.Client{Transport: tr}}
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
