@@ -29,6 +29,7 @@ type Client struct {
 	Breach  consentledgerv1connect.BreachServiceClient
 	Policy  consentledgerv1connect.PolicyServiceClient
 	Log     consentledgerv1connect.LogServiceClient
+	Admin   consentledgerv1connect.AdminServiceClient
 	// HTTP is the underlying client (HTTP/2 cleartext for http:// URLs).
 	HTTP *http.Client
 	URL  string
@@ -79,6 +80,7 @@ func New(serverURL string, opts Options) (*Client, error) {
 		Breach:  consentledgerv1connect.NewBreachServiceClient(hc, base, co...),
 		Policy:  consentledgerv1connect.NewPolicyServiceClient(hc, base, co...),
 		Log:     consentledgerv1connect.NewLogServiceClient(hc, base, co...),
+		Admin:   consentledgerv1connect.NewAdminServiceClient(hc, base, co...),
 		HTTP:    hc,
 		URL:     base,
 	}, nil

@@ -285,3 +285,6 @@ func (l *Ledger) Barrier(ctx context.Context) error {
 		}
 	}
 }
+
+// Store returns the ledger's store (for backups).
+func (l *Ledger) Store() storage.Store { return l.store }

@@ -30,16 +30,21 @@ type Options struct {
 	Logger *slog.Logger
 	// OnDecision, if set, is called for every send decision recorded (for metrics).
 	OnDecision func(allow bool, reasons []string)
+	// DataDir is the ledger's data directory, for backups; empty disables Backup.
+	DataDir string
 }
+
+var errNoDataDir = errors.New("this server has no data directory to back up")
 
 // Service holds what the handlers share: the ledger, the active policy and
 // a cache of open breaches.
 type Service struct {
-	l      *ledger.Ledger
-	now    func() time.Time
-	log    *slog.Logger
-	onDec  func(allow bool, reasons []string)
-	active atomic.Pointer[activePolicy]
+	l       *ledger.Ledger
+	now     func() time.Time
+	log     *slog.Logger
+	onDec   func(allow bool, reasons []string)
+	dataDir string
+	active  atomic.Pointer[activePolicy]
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -66,7 +71,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -184,6 +189,9 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		func(o ...connect.HandlerOption) (string, http.Handler) {
 			return consentledgerv1connect.NewLogServiceHandler(&logHandler{s: s}, o...)
 		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewAdminServiceHandler(&adminHandler{s: s}, o...)
+		},
 	} {
 		path, handler := h(opts...)
 		mux.Handle(path, handler)
@@ -194,6 +202,7 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		consentledgerv1connect.BreachServiceName,
 		consentledgerv1connect.PolicyServiceName,
 		consentledgerv1connect.LogServiceName,
+		consentledgerv1connect.AdminServiceName,
 	}
 }
 

@@ -36,6 +36,10 @@ Server and operators:
     consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000]
                                                 load-test Decide; the last line is
                                                 "N decisions/s p50=… p99=… errors=E"
+    consentledger subject reveal (--phone N | --email E | --external-id X)
+                                                admin: a subject's pseudonym, salt and commitment
+    consentledger backup -o FILE                admin: an online backup through the server
+    consentledger restore --data EMPTY_DIR FILE restore offline; the restored log has the same root
 
 Policy commands (for legal teams):
     consentledger policy test DIR               run the policy set's own tests
