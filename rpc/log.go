@@ -80,6 +80,14 @@ func (s *Service) proofSize(size uint64) uint64 {
 
 func (h *logHandler) GetInclusionProof(ctx context.Context, r *connect.Request[pb.GetInclusionProofRequest]) (*connect.Response[pb.GetInclusionProofResponse], error) {
 	size := h.s.proofSize(r.Msg.Size)
+	if r.Msg.Size == 0 && r.Msg.Index >= size && r.Msg.Index < h.s.l.Size() {
+		// The entry is newer than the latest checkpoint: sign one that covers it.
+		c, err := h.s.l.SignCheckpoint(ctx)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		size = c.Size
+	}
 	p, err := h.s.l.InclusionProof(ctx, r.Msg.Index, size)
 	if err != nil {
 		return nil, toConnect(err)
