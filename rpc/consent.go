@@ -27,16 +27,23 @@ func (s *Service) appendFor(ctx context.Context, id *subject.Identifier, key str
 	return rcpt, toConnect(err)
 }
 
+// checkConsentTarget validates the subject, channel and purposes of a
+// consent request; emptyOK allows no purposes (meaning all).
+func checkConsentTarget(s *pb.Subject, ch pb.Channel, purposes []string, emptyOK bool) (subject.Identifier, error) {
+	id, err := checkSubject(s)
+	if err != nil {
+		return id, err
+	}
+	if err := checkChannel("channel", ch); err != nil {
+		return id, err
+	}
+	return id, checkPurposes("purposes", purposes, emptyOK)
+}
+
 func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.RecordOptInRequest]) (*connect.Response[pb.RecordOptInResponse], error) {
 	m := r.Msg
-	id, err := checkSubject(m.Subject)
+	id, err := checkConsentTarget(m.Subject, m.Channel, m.Purposes, false)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkChannel("channel", m.Channel); err != nil {
-		return nil, err
-	}
-	if err := checkPurposes("purposes", m.Purposes, false); err != nil {
 		return nil, err
 	}
 	method, err := oneOf("method", m.Method, "api", optInMethods...)
@@ -68,14 +75,8 @@ func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.
 
 func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb.ConfirmOptInRequest]) (*connect.Response[pb.ConfirmOptInResponse], error) {
 	m := r.Msg
-	id, err := checkSubject(m.Subject)
+	id, err := checkConsentTarget(m.Subject, m.Channel, m.Purposes, false)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkChannel("channel", m.Channel); err != nil {
-		return nil, err
-	}
-	if err := checkPurposes("purposes", m.Purposes, false); err != nil {
 		return nil, err
 	}
 	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
@@ -96,14 +97,8 @@ func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb
 
 func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb.RecordOptOutRequest]) (*connect.Response[pb.RecordOptOutResponse], error) {
 	m := r.Msg
-	id, err := checkSubject(m.Subject)
+	id, err := checkConsentTarget(m.Subject, m.Channel, m.Purposes, true)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkChannel("channel", m.Channel); err != nil {
-		return nil, err
-	}
-	if err := checkPurposes("purposes", m.Purposes, true); err != nil {
 		return nil, err
 	}
 	method, err := oneOf("method", m.Method, "api", append(optInMethods, "email_link", "customer_service")...)
