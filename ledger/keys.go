@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"time"
 )
 
@@ -16,6 +17,8 @@ import (
 //	'i' actor 0 key       idempotency record: the entry a retry gets back
 //	'f' actor 0 key       fingerprint of the request that first used the key
 //	's' subject_id        SubjectState (state index)
+//	'a' subject_id 0 channel(1) purpose
+//	                      EntryRef of the last allowed send (state index)
 //	'b' breach_id         BreachState (state index)
 //	'p'                   PolicyState: the active policy (state index)
 //	'x' hmac(32)          erasable subject table row: salt(32) subject_id
@@ -32,13 +35,14 @@ const (
 	tabIdem       = 'i'
 	tabFinger     = 'f'
 	tabSubject    = 's'
+	tabLastSend   = 'a'
 	tabBreach     = 'b'
 	tabPolicy     = 'p'
 	tabTable      = 'x'
 )
 
 // stateTables are the tables RebuildState derives from the entries.
-var stateTables = []byte{tabIdem, tabSubject, tabBreach, tabPolicy}
+var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy}
 
 func entryKey(index uint64) []byte {
 	k := make([]byte, 9)
@@ -81,8 +85,16 @@ func fingerKey(actor, key string) []byte {
 }
 
 func subjectKey(subjectID string) []byte { return append([]byte{tabSubject}, subjectID...) }
-func breachKey(breachID string) []byte   { return append([]byte{tabBreach}, breachID...) }
-func tableKey(h [32]byte) []byte         { return append([]byte{tabTable}, h[:]...) }
+func lastSendPrefix(subjectID string) []byte {
+	return append(append([]byte{tabLastSend}, subjectID...), 0)
+}
+
+func lastSendKey(subjectID string, ch pb.Channel, purpose string) []byte {
+	return append(append(lastSendPrefix(subjectID), byte(ch)), purpose...)
+}
+
+func breachKey(breachID string) []byte { return append([]byte{tabBreach}, breachID...) }
+func tableKey(h [32]byte) []byte       { return append([]byte{tabTable}, h[:]...) }
 
 // treeMeta is the 'm' record, written with every batch.
 type treeMeta struct {

@@ -121,7 +121,7 @@ func (l *Ledger) LookupSubject(ctx context.Context, id subject.Identifier) (subj
 			return fmt.Errorf("subject table row is malformed")
 		}
 		subjectID, found = string(raw[32:]), true
-		st, err = getProto(tx, subjectKey(subjectID), new(pb.SubjectState))
+		st, err = readSubject(tx, subjectID)
 		return err
 	})
 	return subjectID, st, found, err
@@ -129,7 +129,43 @@ func (l *Ledger) LookupSubject(ctx context.Context, id subject.Identifier) (subj
 
 // SubjectState returns the committed state of subject_id, or ErrNotFound.
 func (l *Ledger) SubjectState(ctx context.Context, subjectID string) (*pb.SubjectState, error) {
-	return viewProto(ctx, l, subjectKey(subjectID), new(pb.SubjectState), "subject "+subjectID)
+	var st *pb.SubjectState
+	err := l.store.View(ctx, func(tx storage.ReadTx) error {
+		var err error
+		st, err = readSubject(tx, subjectID)
+		return err
+	})
+	if err == nil && st == nil {
+		err = fmt.Errorf("%w: no subject %s", ErrNotFound, subjectID)
+	}
+	return st, err
+}
+
+// readSubject reads a subject's state and puts each consent's last allowed
+// send into it; nil if the subject has no consent event.
+func readSubject(tx storage.ReadTx, subjectID string) (*pb.SubjectState, error) {
+	st, err := getProto(tx, subjectKey(subjectID), new(pb.SubjectState))
+	if err != nil || st == nil {
+		return st, err
+	}
+	prefix := lastSendPrefix(subjectID)
+	err = tx.Scan(prefix, storage.PrefixEnd(prefix), func(k, v []byte) error {
+		rest := k[len(prefix):]
+		if len(rest) < 1 {
+			return fmt.Errorf("malformed last-send key %q", k)
+		}
+		cs := findConsent(st, pb.Channel(rest[0]), string(rest[1:]))
+		if cs == nil {
+			return nil
+		}
+		ref := new(pb.EntryRef)
+		if err := proto.Unmarshal(v, ref); err != nil {
+			return fmt.Errorf("decode last send: %w", err)
+		}
+		cs.LastAllowedSend, cs.LastAllowedSendAt = ref, ref.RecordedAt
+		return nil
+	})
+	return st, err
 }
 
 // RevealSubject returns the subject_id, salt and commitment of the person id

@@ -173,6 +173,15 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 }
 
 func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
+	// A send decision changes no consent and no head: an allowed one only
+	// records the last allowed send, in a small record of its own, so that
+	// the most frequent entry does not rewrite the subject's state.
+	if d := e.GetSendDecision(); d != nil {
+		if d.Allow {
+			return w.put(lastSendKey(e.SubjectId, d.Request.GetChannel(), d.Request.GetPurpose()), ref)
+		}
+		return nil
+	}
 	ss, err := w.subject(e.SubjectId)
 	if err != nil {
 		return err
@@ -225,13 +234,6 @@ func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 			cs.Status = StatusErased
 		}
 		ss.Erased = true
-	case *pb.Entry_SendDecision:
-		d := ev.SendDecision
-		if d.Allow {
-			if cs := findConsent(ss, d.Request.GetChannel(), d.Request.GetPurpose()); cs != nil {
-				cs.LastAllowedSendAt, cs.LastAllowedSend = ref.RecordedAt, ref
-			}
-		}
 	}
 	if isConsentEvent(e) {
 		ss.Head = ref
