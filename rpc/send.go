@@ -179,14 +179,14 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 
 // reliedOn returns the consent entries an allowed decision rests on: the
 // grant (and its double opt-in confirmation) for the channel and the purpose
-// whose consent the policy requires — marketing for a WhatsApp marketing
-// template, else the stated purpose.
+// whose consent the policy requires — marketing for a message of category
+// marketing, else the stated purpose (the default policy's consent_purpose).
 func reliedOn(allow bool, req *pb.SendRequest, st *pb.SubjectState) []*pb.EntryRef {
 	if !allow {
 		return nil
 	}
 	purpose := req.Purpose
-	if req.Channel == pb.Channel_CHANNEL_WHATSAPP && req.Category == "marketing" {
+	if req.Category == "marketing" {
 		purpose = "marketing"
 	}
 	for _, cs := range st.GetConsents() {
