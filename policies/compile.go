@@ -107,7 +107,11 @@ func Compile(ctx context.Context, files []File) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newCompiler(false)
+	c := newCompiler(false).WithStageAfterID(ast.StageCheckDeprecatedBuiltins, ast.CompilerStageDefinition{
+		Name:       "FoldBaseData",
+		MetricName: "compile_stage_fold_base_data",
+		Stage:      foldBaseData(data),
+	})
 	if c.Compile(modules); c.Failed() {
 		return nil, compileErrorFrom(c.Errors)
 	}
@@ -247,4 +251,138 @@ func jsonKind(x any) string {
 		return "array"
 	}
 	return "object"
+}
+
+// foldBaseData returns a compiler stage that writes the values of data.json
+// into the rules the decision and inbound queries can reach: a reference
+// such as data.consentledger.config.rules.quiet_hours becomes the constant
+// true. Reading a base document costs about as much as a few conditions, and
+// a policy reads data.json dozens of times per decision; a constant costs
+// nothing, and lets OPA's rule index use `x in ["marketing"]`. The set's
+// data never changes after Compile, so a reference and its value are
+// interchangeable and every decision is the same as without folding.
+//
+// The stage runs after type checking and before the rule indices are built.
+// It only affects this compiler: the set's tests ([Set.Test]) compile the
+// files afresh. It folds nothing if a policy module, or a rule the queries
+// can reach, replaces data with a `with` statement; it never folds a
+// reference to a path at or under which a rule is defined (a virtual
+// document), nor one with a variable or a key that is not a string, nor one
+// to a value that is not there. Conditions folded to true (a switched-on
+// rule) are then dropped.
+func foldBaseData(data ast.Object) ast.CompilerStage {
+	return func(c *ast.Compiler) *ast.Error {
+		var roots []*ast.Rule
+		for _, ref := range []string{DecisionRef, InboundActionRef, InboundKeywordRef} {
+			roots = append(roots, c.GetRules(ast.MustParseRef(ref))...)
+		}
+		reachable := map[*ast.Rule]bool{}
+		for len(roots) > 0 {
+			r := roots[len(roots)-1]
+			roots = roots[:len(roots)-1]
+			if reachable[r] {
+				continue
+			}
+			reachable[r] = true
+			if r.Else != nil {
+				roots = append(roots, r.Else)
+			}
+			for dep := range c.Graph.Dependencies(r) {
+				roots = append(roots, dep.(*ast.Rule))
+			}
+		}
+		for name, m := range c.Modules {
+			if !strings.HasSuffix(name, "_test.rego") && replacesData(m) {
+				return nil
+			}
+		}
+		for r := range reachable {
+			if replacesData(r) {
+				return nil
+			}
+		}
+		fold := func(ref ast.Ref) (ast.Value, error) {
+			return foldRef(c.RuleTree, data, ref), nil
+		}
+		for r := range reachable {
+			if _, err := ast.TransformRefs(r, fold); err != nil {
+				return ast.NewError(ast.CompileErr, r.Location, "fold base data: %v", err)
+			}
+			r.Body = dropTrue(r.Body)
+		}
+		return nil
+	}
+}
+
+// replacesData reports whether x has a `with data.… as …` statement.
+func replacesData(x any) bool {
+	found := false
+	ast.WalkExprs(x, func(e *ast.Expr) bool {
+		for _, w := range e.With {
+			if ref, ok := w.Target.Value.(ast.Ref); ok && ref.HasPrefix(ast.DefaultRootRef) {
+				found = true
+			}
+		}
+		return found
+	})
+	return found
+}
+
+// dropTrue removes from body the conditions that are the constant true,
+// such as a rule's switch once folded: they always hold, once, binding
+// nothing. A body keeps at least one expression.
+func dropTrue(body ast.Body) ast.Body {
+	kept := body[:0:0]
+	for _, e := range body {
+		if t, ok := e.Terms.(*ast.Term); ok && !e.Negated && len(e.With) == 0 && ast.Boolean(true).Equal(t.Value) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if len(kept) == 0 || len(kept) == len(body) {
+		return body
+	}
+	for i, e := range kept {
+		e.Index = i
+	}
+	return kept
+}
+
+// foldRef returns the value in data.json that ref, a reference without
+// variables, reads, or ref unchanged. See foldBaseData.
+func foldRef(rules *ast.TreeNode, data ast.Object, ref ast.Ref) ast.Value {
+	if len(ref) < 2 || !ref[0].Equal(ast.DefaultRootDocument) {
+		return ref
+	}
+	node := rules.Child(ref[0].Value)
+	var v ast.Value = data
+	n := 0 // elements of ref after data that are folded
+	for _, t := range ref[1:] {
+		if _, ok := t.Value.(ast.String); !ok {
+			break
+		}
+		if node != nil {
+			if len(node.Values) > 0 {
+				return ref // a rule defines this path or one above it
+			}
+			node = node.Child(t.Value)
+		}
+		obj, ok := v.(ast.Object)
+		if !ok {
+			break
+		}
+		elem := obj.Get(t)
+		if elem == nil {
+			return ref
+		}
+		v = elem.Value
+		n++
+	}
+	if n < len(ref)-1 || node != nil {
+		// A reference with a variable stays: topdown evaluates references
+		// rooted at a variable or data only. Nor is a path folded under which
+		// rules are defined.
+		return ref
+	}
+	return v
 }

@@ -11,18 +11,29 @@ package consentledger.send
 import data.consentledger.config
 
 # This policy runs before every message, so it is written to evaluate
-# quickly: few helper rules, no helper functions on the common path, and the
-# cheapest, most selective condition first in each rule. The tests in
-# send_test.rego pin its behaviour; keep them passing when you edit.
+# quickly. In OPA each reference to another rule costs about as much as a
+# few conditions, even once its value is known, so:
+# - a rule that needs a helper's value several times names it once
+#   (`g := granted_consent`) and reads the copy;
+# - each rule tests first the condition that fails soonest for an ordinary
+#   allowed send, and a reason's sentence is only built when the rule
+#   applies;
+# - values used by a later condition are named before it, so that a
+#   built-in that could fail on odd input (a time that is not a time) is
+#   reached under exactly the conditions stated in the rule.
+# Reading data.json (`config.…`) costs nothing: the ledger writes its values
+# into the rules when it compiles the policy. The tests in send_test.rego pin
+# the behaviour; keep them passing when you edit.
 
 # decision is the answer: {"allow": bool, "reasons": [string]}. A denial
 # lists every failing rule; an allowed send lists what allowed it. Reasons
 # are "code: sentence", sorted.
-decision := {"allow": false, "reasons": sort(deny)} if {
-	config # read data.consentledger.config once; the rules' reads then hit the evaluation's cache
-	count(deny) > 0
-} else := {"allow": true, "reasons": sort(grounds)} if {
-	count(grounds) > 0
+decision := {"allow": false, "reasons": reasons} if {
+	reasons := sort(deny)
+	reasons != []
+} else := {"allow": true, "reasons": reasons} if {
+	reasons := sort(grounds)
+	reasons != []
 } else := {"allow": true, "reasons": ["no_restriction: no enabled rule restricts this send"]}
 
 # ---------------------------------------------------------------------------
@@ -46,8 +57,9 @@ template_marketing if {
 # purpose, or the marketing purpose for a marketing template sent under
 # another purpose.
 consent_purpose := config.marketing_consent_purpose if {
+	purpose := input.request.purpose
+	not purpose in config.marketing_purposes
 	template_marketing
-	not input.request.purpose in config.marketing_purposes
 } else := input.request.purpose
 
 # consent is the subject's consent record for the channel and that purpose.
@@ -65,13 +77,21 @@ service_window if {
 category_marketing if input.request.category in config.marketing_categories
 
 # granted: the consent rules apply and the opt-in is granted.
-granted if {
-	consent.status == "granted"
+granted if granted_consent
+
+# granted_consent is the consent record when `granted` holds: the rules
+# below that need both read this one value.
+granted_consent := c if {
+	c := consent
+	c.status == "granted"
 	config.rules.consent
 	not service_window
 }
 
-now_ns := time.parse_rfc3339_ns(input.now) if is_string(input.now)
+now_ns := time.parse_rfc3339_ns(now) if {
+	now := input.now
+	is_string(now)
+}
 
 # ---------------------------------------------------------------------------
 # Input checks: a document the rules cannot read is denied, never allowed.
@@ -87,15 +107,18 @@ deny contains "invalid_input: request.purpose is missing" if not input.request.p
 deny contains "invalid_input: request.purpose is missing" if input.request.purpose == ""
 
 deny contains concat("", ["invalid_input: granted opt-in for ", input.request.channel, "/", consent_purpose, " has no granted_at"]) if {
-	granted
-	not consent.granted_at
+	g := granted_consent
+	not g.granted_at
 }
 
 # ---------------------------------------------------------------------------
 # Consent for the channel and purpose (GDPR Art. 6(1)(a), 7(1); UWG §7(2)
 # and (3)): rules.consent. A withdrawal (Art. 7(3), 21) or an erasure ends it.
 
+# consent_problem (below) is defined exactly when the opt-in is not granted,
+# so `not granted_consent` comes first: it settles an ordinary send at once.
 deny contains consent_problem if {
+	not granted_consent
 	config.rules.consent
 	not service_window
 }
@@ -126,19 +149,24 @@ day(obj, key) := substring(obj[key], 0, 10) if {
 
 grounds contains concat("", [
 	"consent: opt-in for ", input.request.channel, "/", consent_purpose,
-	" granted ", substring(consent.granted_at, 0, 10),
-	" by ", object.get(consent, "method", "unknown method"),
-	" (notice ", object.get(consent, "notice_version", "unknown"), ")",
-]) if granted
+	" granted ", substring(g.granted_at, 0, 10),
+	" by ", object.get(g, "method", "unknown method"),
+	" (notice ", object.get(g, "notice_version", "unknown"), ")",
+]) if {
+	g := granted_consent
+}
 
+# (The service window is open only if service_window_open is true; testing
+# that first lets OPA skip this rule for other sends without evaluating it.)
 grounds contains "service_window: reply inside an open customer-service window needs no marketing consent" if {
+	input.request.service_window_open == true
 	service_window
 	config.rules.consent
 }
 
 grounds contains concat("", ["template_category: a marketing template counts as marketing, so it relies on the opt-in for ", input.request.channel, "/", consent_purpose]) if {
-	granted
 	consent_purpose != input.request.purpose
+	granted
 }
 
 # ---------------------------------------------------------------------------
@@ -151,12 +179,12 @@ deny contains concat("", [
 	"consent_stale: marketing opt-in for ", input.request.channel, "/", consent_purpose, " unused for more than ",
 	format_int(config.consent_refresh_after_days, 10), " days; ask for consent again",
 ]) if {
-	granted
+	g := granted_consent
 	marketing
 	config.rules.consent_refresh
 	cutoff := now_ns - (config.consent_refresh_after_days * 86400000000000)
-	time.parse_rfc3339_ns(consent.granted_at) < cutoff
-	time.parse_rfc3339_ns(object.get(consent, "last_allowed_send_at", consent.granted_at)) < cutoff
+	time.parse_rfc3339_ns(g.granted_at) < cutoff
+	time.parse_rfc3339_ns(object.get(g, "last_allowed_send_at", g.granted_at)) < cutoff
 }
 
 # ---------------------------------------------------------------------------
@@ -164,15 +192,14 @@ deny contains concat("", [
 # controller must be able to prove the consent).
 
 deny contains concat("", ["double_opt_in_required: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was not confirmed by double opt-in"]) if {
-	granted
+	g := granted_consent
+	not g.double_opt_in == true
 	marketing
 	config.rules.double_opt_in
-	not consent.double_opt_in == true
 }
 
 grounds contains concat("", ["double_opt_in: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was confirmed by double opt-in"]) if {
-	granted
-	consent.double_opt_in == true
+	granted_consent.double_opt_in == true
 	marketing
 	config.rules.double_opt_in
 }
@@ -203,23 +230,22 @@ deny contains concat("", ["quiet_hours: ", t, " in ", zone, " is inside the mark
 	config.rules.quiet_hours
 	q := quiet
 	t := time.format([now_ns, zone, "15:04"])
-	after_start := t >= q.start
-	before_end := t < q.end
 	wraps := q.start > q.end
-	agree := after_start == before_end
-	agree != wraps
+	together := (t >= q.start) == (t < q.end)
+	together != wraps
 }
 
 deny contains concat("", ["quiet_hours: ", rest, " in ", zone, " is a marketing rest day ", quiet_label]) if {
+	some rest in quiet.days
 	marketing
 	config.rules.quiet_hours
-	some rest in quiet.days
 	time.weekday([now_ns, zone]) == rest
 }
 
 # zone is the subject's IANA time zone, or config.default_timezone.
-zone := input.request.subject_timezone if {
-	input.request.subject_timezone != ""
+zone := tz if {
+	tz := input.request.subject_timezone
+	tz != ""
 } else := config.default_timezone
 
 # quiet is the subject's country's quiet hours, or the company default.
@@ -257,9 +283,9 @@ deny contains concat("", [
 	input.request.channel in covered
 	w := input.subject.consents[src][consent_purpose]
 	w.status == "withdrawn"
-	granted
+	g := granted_consent
 	config.rules.optout_scope
-	withdrawn_after_grant(w, consent)
+	withdrawn_after_grant(w, g)
 }
 
 # withdrawn_after_grant: withdrawal w came after grant g.
