@@ -69,7 +69,7 @@ func FuzzParseInput(f *testing.F) {
 		}
 		want, err := ast.InterfaceToValue(x)
 		if err != nil {
-			t.Skip(err)
+			return // the reference conversion refuses this input: nothing to compare with
 		}
 		if got.Compare(want) != 0 {
 			t.Fatalf("ParseInput(%q) = %v, want %v", input, got, want)
