@@ -22,7 +22,7 @@ type consentHandler struct {
 // idempotency key for another request is refused.
 func (s *Service) appendFor(ctx context.Context, id *subject.Identifier, key string, req proto.Message, e *pb.Entry) (ledger.Receipt, error) {
 	e.Actor, e.IdempotencyKey = PrincipalFrom(ctx).Name, key
-	fp := s.fingerprint(req)
+	fp := s.fingerprint(key, req)
 	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: id, Fingerprint: fp})
 	return rcpt, toConnect(err)
 }

@@ -126,7 +126,7 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 	if err != nil {
 		return nil, err
 	}
-	fp := s.fingerprint(m)
+	fp := s.fingerprint(m.IdempotencyKey, m)
 	for attempt := 0; ; attempt++ {
 		set, policyRef := s.Active()
 		_, st, known, err := s.l.LookupSubject(ctx, id)

@@ -130,7 +130,7 @@ func (s *Service) Publish(ctx context.Context, files []policies.File, note, idem
 		IdempotencyKey: idemKey,
 		Event:          &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{Files: pf, Digest: set.Digest(), Note: note}},
 	}
-	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Fingerprint: s.fingerprint(&pb.PublishPolicyRequest{Files: pf, Note: note})})
+	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Fingerprint: s.fingerprint(idemKey, &pb.PublishPolicyRequest{Files: pf, Note: note})})
 	if err != nil {
 		return nil, "", err
 	}
@@ -146,8 +146,12 @@ func (s *Service) Publish(ctx context.Context, files []policies.File, note, idem
 	return rcpt.Ref(), set.Digest(), nil
 }
 
-// fingerprint is the keyed digest of a request for idempotency checks.
-func (s *Service) fingerprint(m proto.Message) []byte {
+// fingerprint is the keyed digest of a request for idempotency checks; a
+// request without an idempotency key needs none.
+func (s *Service) fingerprint(key string, m proto.Message) []byte {
+	if key == "" {
+		return nil
+	}
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	return s.l.Fingerprint(b)
 }

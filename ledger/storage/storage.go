@@ -64,16 +64,3 @@ func PrefixEnd(prefix []byte) []byte {
 	}
 	return nil
 }
-
-// Pipeliner is implemented by stores that can start committing a write
-// transaction without waiting for it to become durable, so that a single
-// writer can have several commits in flight and the store can sync them
-// together (group commit).
-type Pipeliner interface {
-	// UpdateAsync runs fn like Update, starts the commit and returns. done
-	// is called exactly once, from any goroutine, when the commit is durable
-	// (nil) or has failed. Commits started by one goroutine become durable
-	// in the order they were started: when done(nil) is called for one, every
-	// commit started before it is durable too.
-	UpdateAsync(ctx context.Context, fn func(WriteTx) error, done func(error)) error
-}

@@ -74,27 +74,6 @@ func (s *Store) Update(ctx context.Context, fn func(storage.WriteTx) error) erro
 	return nil
 }
 
-// UpdateAsync implements storage.Pipeliner with Badger's CommitWith:
-// Badger's single write goroutine appends commits to its write-ahead log in
-// the order they were started and syncs every group of waiting commits once.
-func (s *Store) UpdateAsync(ctx context.Context, fn func(storage.WriteTx) error, done func(error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	txn := s.db.NewTransaction(true)
-	if err := fn(tx{txn}); err != nil {
-		txn.Discard()
-		return err
-	}
-	txn.CommitWith(func(err error) {
-		if err != nil {
-			err = fmt.Errorf("commit badger transaction: %w", err)
-		}
-		done(err)
-	})
-	return nil
-}
-
 // Close implements storage.Store.
 func (s *Store) Close() error { return s.db.Close() }
 
