@@ -41,26 +41,40 @@ const benchInput = `{
   "breaches": [{"breach_id": "br-1", "status": "open", "channels": ["email"], "detected_at": "2026-11-25T08:00:00Z"}]
 }`
 
-// BenchmarkDecide measures one decision with the default policy: input
-// parsing and evaluation of the prepared query. It reports the median and
-// 99th percentile of the per-operation durations.
+// BenchmarkDecide measures one decision with the default policy and its
+// prepared query, as the ledger makes it: the input document built as an
+// AST value (Input.Value) and evaluated (DecideValue). It reports the median
+// and 99th percentile of the per-operation durations.
 func BenchmarkDecide(b *testing.B) {
-	ctx := context.Background()
-	s, err := Compile(ctx, Default())
+	benchDecide(b, func(s *Set) (Decision, error) {
+		return s.DecideValue(context.Background(), benchDocument.Value())
+	})
+}
+
+// BenchmarkDecideJSON is BenchmarkDecide from the recorded JSON bytes, as
+// Replay, ImpactReport and the verifier evaluate: parsing and evaluation.
+func BenchmarkDecideJSON(b *testing.B) {
+	in := []byte(benchInput)
+	benchDecide(b, func(s *Set) (Decision, error) {
+		return s.Decide(context.Background(), in)
+	})
+}
+
+func benchDecide(b *testing.B, decide func(*Set) (Decision, error)) {
+	s, err := Compile(context.Background(), Default())
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := []byte(benchInput)
-	d, err := s.Decide(ctx, in)
+	d, err := decide(s)
 	if err != nil || !d.Allow {
-		b.Fatalf("Decide = %+v, %v; want an allowed send", d, err)
+		b.Fatalf("decision = %+v, %v; want an allowed send", d, err)
 	}
 	durations := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		t0 := time.Now()
-		if _, err := s.Decide(ctx, in); err != nil {
+		if _, err := decide(s); err != nil {
 			b.Fatal(err)
 		}
 		durations = append(durations, time.Since(t0))
@@ -169,6 +183,33 @@ func BenchmarkDecideParallel(b *testing.B) {
 			if _, err := s.Decide(ctx, in); err != nil {
 				b.Error(err)
 				return
+			}
+		}
+	})
+}
+
+// BenchmarkInputDocument measures building the input document the ways the
+// ledger can: the AST value directly, its JSON for the record, and the JSON
+// parsed back (what evaluating recorded bytes costs).
+func BenchmarkInputDocument(b *testing.B) {
+	b.Run("Value", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			benchDocument.Value()
+		}
+	})
+	b.Run("JSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			benchDocument.JSON()
+		}
+	})
+	b.Run("ParseInput", func(b *testing.B) {
+		in := benchDocument.JSON()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ParseInput(in); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

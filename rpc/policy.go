@@ -85,15 +85,13 @@ func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRun
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	input, err := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
-	if err != nil {
-		return nil, toConnect(err)
-	}
-	dec, err := set.Decide(ctx, input)
+	doc := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
+	value := doc.Value()
+	dec, err := set.DecideValue(ctx, value)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 	}
-	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(input)}), nil
+	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(policies.AppendJSON(make([]byte, 0, 1024), value))}), nil
 }
 
 func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.ImpactReportRequest]) (*connect.Response[pb.ImpactReportResponse], error) {

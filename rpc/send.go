@@ -12,6 +12,7 @@ import (
 
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/ledger/subject"
+	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
 )
@@ -134,11 +135,9 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 			return nil, toConnect(err)
 		}
 		now := s.now()
-		input, err := buildInput(now, req, known && st != nil, st, *s.open.Load())
-		if err != nil {
-			return nil, toConnect(err)
-		}
-		dec, err := set.Decide(ctx, input)
+		doc := buildInput(now, req, known && st != nil, st, *s.open.Load())
+		value := doc.Value()
+		dec, err := set.DecideValue(ctx, value)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
 		}
@@ -151,7 +150,7 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 			Actor: PrincipalFrom(ctx).Name, IdempotencyKey: m.IdempotencyKey,
 			Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
 				Request: req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
-				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input,
+				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: policies.AppendJSON(make([]byte, 0, 1024), value),
 			}},
 		}
 		rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: &id, CheckHead: true, ExpectedHead: st.GetHead(), Fingerprint: fp})
