@@ -18,6 +18,7 @@ import (
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
 	"github.com/consentledger/consentledger/server"
+	"github.com/consentledger/consentledger/verifier"
 )
 
 func (s *testServer) policy() consentledgerv1connect.PolicyServiceClient {
@@ -174,6 +175,16 @@ func TestLogServiceProofs(t *testing.T) {
 		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, pe.Index, bcp.Size, rfc6962.DefaultHasher.HashLeaf(pe.Entry), pe.InclusionProof, bcp.Hash); err != nil {
 			t.Errorf("bundle entry %d: %v", pe.Index, err)
 		}
+	}
+	// The auditor's verifier accepts it: every check, including the replay of
+	// the recorded input under the recorded policy.
+	key, err := verifier.ParseKey(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.VerifyBundle(ctx, b, key)
+	if err != nil || !rep.Verified {
+		t.Fatalf("VerifyBundle = %+v, %v; want verified", rep, err)
 	}
 	if _, err := s.logs().GetEvidence(ctx, connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: 1})); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("evidence of an opt-in: %v, want invalid_argument", err)
