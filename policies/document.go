@@ -11,12 +11,13 @@ import (
 
 // Input is the policy input document of one send, described for legal teams
 // in README.md. The ledger builds it from the request and the subject's
-// recorded state, evaluates it with [Set.DecideValue] on [Input.Value], and
-// records [Input.JSON] with the decision: [ParseInput] of those bytes gives
-// exactly [Input.Value], so a replay evaluates what the ledger evaluated.
+// recorded state, evaluates [Input.Value] with [Set.DecideValue], and
+// records that value written by [AppendJSON] with the decision: [ParseInput]
+// of those bytes gives the same value, so a replay evaluates exactly what
+// the ledger evaluated.
 //
 // Building the AST value directly skips writing and re-reading JSON on the
-// ledger's hot path; both encodings are written from this one struct.
+// ledger's hot path.
 type Input struct {
 	Now      string        // RFC 3339 time of the decision, UTC
 	Request  InputRequest  // the send being asked about
@@ -70,18 +71,11 @@ type InputBreach struct {
 	DetectedAt string // RFC 3339, "" if unknown
 }
 
-// Value returns the document as the AST value OPA evaluates. Object keys are
-// inserted in sorted order and invalid UTF-8 in a string becomes U+FFFD per
-// byte, as in [Input.JSON], so ParseInput(JSON) equals Value.
+// Value returns the document as the AST value OPA evaluates. Invalid UTF-8
+// in a string becomes U+FFFD, one per byte, as [ParseInput] reads it.
 func (in *Input) Value() ast.Value {
 	var b builder
 	return b.input(in)
-}
-
-// JSON returns the document as compact JSON with sorted object keys: the
-// bytes the ledger records with the decision.
-func (in *Input) JSON() []byte {
-	return AppendJSON(make([]byte, 0, 1024), in.Value())
 }
 
 // builder makes the AST terms of one document out of a few allocations.

@@ -50,26 +50,27 @@ func TestInputDocumentIsBenchInput(t *testing.T) {
 		`"granted_at":"2026-01-05T09:00:00Z","last_allowed_send_at":"2026-11-20T10:00:00Z","method":"checkout","notice_version":"2026-01",` +
 		`"status":"granted"},"order_updates":{"double_opt_in":false,"grant_index":12,"granted_at":"2026-01-05T09:00:00Z",` +
 		`"method":"checkout","notice_version":"2026-01","status":"granted"}}},"country":"DE","known":true}}`
-	if got := string(benchDocument.JSON()); got != compact {
-		t.Errorf("JSON() =\n%s\nwant\n%s", got, compact)
+	if got := string(AppendJSON(nil, benchDocument.Value())); got != compact {
+		t.Errorf("AppendJSON(Value()) =\n%s\nwant\n%s", got, compact)
 	}
 }
 
-// checkDocument checks the promise of Input: its JSON is valid, decodes with
-// encoding/json to the same document, and ParseInput of it equals Value.
+// checkDocument checks the promise of Input: AppendJSON of its Value is
+// valid JSON, encoding/json reads the same document, and ParseInput of it
+// equals the Value.
 func checkDocument(t *testing.T, in *Input) {
 	t.Helper()
 	v := in.Value()
-	b := in.JSON()
+	b := AppendJSON(nil, v)
 	if !json.Valid(b) {
-		t.Fatalf("JSON() is not valid JSON: %q", b)
+		t.Fatalf("AppendJSON(Value()) is not valid JSON: %q", b)
 	}
 	parsed, err := ParseInput(b)
 	if err != nil {
-		t.Fatalf("ParseInput(JSON()) = %v for %q", err, b)
+		t.Fatalf("ParseInput(AppendJSON(Value())) = %v for %q", err, b)
 	}
 	if parsed.Compare(v) != 0 {
-		t.Fatalf("ParseInput(JSON()) =\n%v\nValue() =\n%v", parsed, v)
+		t.Fatalf("ParseInput(AppendJSON(Value())) =\n%v\nValue() =\n%v", parsed, v)
 	}
 	var fromJSON any
 	if err := json.Unmarshal(b, &fromJSON); err != nil {
@@ -84,7 +85,7 @@ func checkDocument(t *testing.T, in *Input) {
 	var want any
 	_ = json.Unmarshal(roundTrip, &want)
 	if !reflect.DeepEqual(fromJSON, want) {
-		t.Fatalf("encoding/json reads JSON() as\n%v\nwant\n%v", fromJSON, want)
+		t.Fatalf("encoding/json reads AppendJSON(Value()) as\n%v\nwant\n%v", fromJSON, want)
 	}
 }
 

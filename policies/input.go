@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/valyala/fastjson"
@@ -14,9 +12,9 @@ import (
 // ParseInput parses a policy input document into the AST value that OPA
 // evaluates: exactly one JSON object (RFC 8259) of at most [MaxInputSize]
 // bytes, without duplicate keys. Numbers keep their exact text; invalid
-// UTF-8 in strings becomes U+FFFD. The same bytes always give the same
-// value, which is what makes a recorded input replayable. Errors wrap
-// [ErrInvalidInput].
+// UTF-8 in strings becomes U+FFFD, one per byte, as encoding/json reads it.
+// The same bytes always give the same value, which is what makes a recorded
+// input replayable. Errors wrap [ErrInvalidInput].
 //
 // It is several times faster than decoding with encoding/json and
 // converting with ast.InterfaceToValue, with fewer allocations (see
@@ -104,22 +102,14 @@ func toValue(v *fastjson.Value) (ast.Value, error) {
 	return ast.NullValue, nil
 }
 
-// text copies b into a string, replacing invalid UTF-8 with U+FFFD.
-func text(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
-}
-
-// textValue is text(b) as an AST string, shared for the keys and values that
-// occur in most inputs: boxing a string into an ast.Value allocates, and an
-// input repeats the same few dozen names.
+// textValue is b as an AST string, invalid UTF-8 replaced (see valid),
+// shared for the keys and values that occur in most inputs: boxing a string
+// into an ast.Value allocates, and an input repeats the same few dozen names.
 func textValue(b []byte) ast.Value {
 	if v, ok := commonStrings[string(b)]; ok {
 		return v
 	}
-	return ast.String(text(b))
+	return ast.String(valid(string(b)))
 }
 
 // commonStrings are the input document's keys (README.md) and frequent
