@@ -3,6 +3,8 @@ package rpc
 import (
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
@@ -21,9 +23,15 @@ func refIndex(r *pb.EntryRef) *uint64 {
 }
 
 // buildInput returns the policy input document (policies/README.md) for a
-// send request, the subject's state (nil if none) and the open breaches.
-// The caller evaluates its Value and records its JSON.
-func buildInput(now time.Time, req *pb.SendRequest, known bool, st *pb.SubjectState, breaches []*pb.BreachState) *policies.Input {
+// send request, the subject's state (nil if none) and the open breaches: the
+// AST value to evaluate, and the same value as the JSON to record with the
+// decision.
+func buildInput(now time.Time, req *pb.SendRequest, known bool, st *pb.SubjectState, breaches []*pb.BreachState) (ast.Value, []byte) {
+	v := inputDocument(now, req, known, st, breaches).Value()
+	return v, policies.AppendJSON(make([]byte, 0, 1024), v)
+}
+
+func inputDocument(now time.Time, req *pb.SendRequest, known bool, st *pb.SubjectState, breaches []*pb.BreachState) *policies.Input {
 	in := &policies.Input{
 		Now: now.UTC().Format(time.RFC3339Nano),
 		Request: policies.InputRequest{

@@ -85,13 +85,12 @@ func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRun
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	doc := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
-	value := doc.Value()
+	value, input := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
 	dec, err := set.DecideValue(ctx, value)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 	}
-	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(policies.AppendJSON(make([]byte, 0, 1024), value))}), nil
+	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(input)}), nil
 }
 
 func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.ImpactReportRequest]) (*connect.Response[pb.ImpactReportResponse], error) {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/ledger/subject"
-	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
 )
@@ -135,8 +134,7 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 			return nil, toConnect(err)
 		}
 		now := s.now()
-		doc := buildInput(now, req, known && st != nil, st, *s.open.Load())
-		value := doc.Value()
+		value, input := buildInput(now, req, known && st != nil, st, *s.open.Load())
 		dec, err := set.DecideValue(ctx, value)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
@@ -150,7 +148,7 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 			Actor: PrincipalFrom(ctx).Name, IdempotencyKey: m.IdempotencyKey,
 			Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
 				Request: req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
-				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: policies.AppendJSON(make([]byte, 0, 1024), value),
+				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input,
 			}},
 		}
 		rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: &id, CheckHead: true, ExpectedHead: st.GetHead(), Fingerprint: fp})
