@@ -1,6 +1,6 @@
 module github.com/consentledger/consentledger
 
-go 1.26.0
+go 1.27.3
 
 tool (
 	connectrpc.com/connect/cmd/protoc-gen-connect-go
