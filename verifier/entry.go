@@ -142,13 +142,6 @@ func fmtTime(t *timestamppb.Timestamp) string {
 	return t.AsTime().UTC().Format(timeLayout)
 }
 
-func fmtDay(t *timestamppb.Timestamp) string {
-	if t == nil {
-		return "(no date)"
-	}
-	return t.AsTime().UTC().Format(dayLayout)
-}
-
 func fmtGoTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 
 // timeOf returns t as a time.Time, or the zero time for nil.

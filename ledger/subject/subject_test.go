@@ -311,8 +311,8 @@ func TestTableKey(t *testing.T) {
 		t.Errorf("TableKey = %x, want HMAC %x", got, mac.Sum(nil))
 	}
 
-	if subject.TableKey(testKey, phoneID) != subject.TableKey(testKey, phoneID) {
-		t.Error("TableKey is not deterministic")
+	if first, again := subject.TableKey(testKey, phoneID), subject.TableKey(testKey, phoneID); first != again {
+		t.Errorf("TableKey is not deterministic: %x, then %x", first, again)
 	}
 	// The same value under different kinds must not collide.
 	keys := map[[32]byte]subject.Kind{}

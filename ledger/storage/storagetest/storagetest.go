@@ -121,7 +121,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 				return err
 			}
 			if fmt.Sprint(got) != "[p/0 p/2]" {
-				return fmt.Errorf("Scan in write tx = %q, want [p/0 p/2]", got)
+				return fmt.Errorf("scan in write tx = %q, want [p/0 p/2]", got)
 			}
 			return nil
 		})
