@@ -84,6 +84,10 @@ func (l *Ledger) Append(ctx context.Context, req *Request) (Receipt, error) {
 		l.closeMu.RUnlock()
 		return Receipt{}, err
 	}
+	if err := l.spaceErr(); err != nil {
+		l.closeMu.RUnlock()
+		return Receipt{}, err
+	}
 	l.queue <- p
 	l.closeMu.RUnlock()
 	r := <-p.done

@@ -138,6 +138,9 @@ func (l *Ledger) signLoop() {
 		case <-l.stopBg:
 			return
 		case <-t.C:
+			if l.space.low.Load() {
+				continue // a checkpoint is a write too; sign once space is back
+			}
 			if latest := l.latest.Load(); latest == nil || latest.Size < l.Size() {
 				if _, err := l.SignCheckpoint(context.Background()); err != nil {
 					l.opts.Logger.Error("sign checkpoint", "err", err)

@@ -23,4 +23,7 @@ var (
 	ErrStaleHead = errors.New("consent head changed since evaluation")
 	// ErrClosed: the ledger is closed or has stopped after a storage failure.
 	ErrClosed = errors.New("ledger closed")
+	// ErrNoSpace: the data directory's file system is below the free-space
+	// reserve; appends are refused until space is freed (see Options.DiskReserve).
+	ErrNoSpace = errors.New("not enough free disk space")
 )

@@ -60,6 +60,17 @@ type Options struct {
 	// just acknowledged join this commit rather than wait for the next).
 	// 0 means 50µs; negative disables it.
 	CommitLinger time.Duration
+	// SpaceDir is the directory whose file system's free space is watched
+	// (see DiskReserve); Open sets it to the data directory. Empty watches
+	// nothing.
+	SpaceDir string
+	// DiskReserve is the free space, in bytes, below which appends are
+	// refused with ErrNoSpace; they resume above it plus an eighth (at least
+	// 8 MiB). 0 means DefaultDiskReserve; negative disables the check.
+	DiskReserve int64
+	// FreeSpace reads the free bytes of dir's file system; nil means
+	// [FreeSpace] (statfs). Tests replace it.
+	FreeSpace func(dir string) (uint64, error)
 }
 
 func (o *Options) withDefaults() {
@@ -108,6 +119,7 @@ type Ledger struct {
 
 	tiles tileCache
 	stats struct{ batches, entries atomic.Uint64 }
+	space spaceGuard
 
 	ckptMu sync.Mutex
 	latest atomic.Pointer[Checkpoint]
@@ -123,6 +135,9 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	st, err := badgerstore.Open(filepath.Join(dir, "db"), badgerstore.Options{})
 	if err != nil {
 		return nil, err
+	}
+	if opts.SpaceDir == "" {
+		opts.SpaceDir = dir
 	}
 	l, err := New(st, keys, opts)
 	if err != nil {
@@ -155,6 +170,7 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.initSpace()
 	if err := l.loadLatestCheckpoint(context.Background()); err != nil {
 		return nil, err
 	}
@@ -167,6 +183,10 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 	if opts.CheckpointInterval > 0 {
 		l.bg.Add(1)
 		go l.signLoop()
+	}
+	if l.space.enabled() {
+		l.bg.Add(1)
+		go l.spaceLoop()
 	}
 	return l, nil
 }
@@ -209,6 +229,10 @@ func (l *Ledger) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Failure returns the storage failure that stopped the ledger from
+// accepting appends (fail-stop until restart), or nil while it is healthy.
+func (l *Ledger) Failure() error { return l.brokenErr() }
 
 func (l *Ledger) brokenErr() error {
 	l.mu.Lock()

@@ -433,5 +433,6 @@ func (l *Ledger) commitLoop() {
 			a.p.done <- result{rcpt: a.rcpt}
 		}
 		l.broadcast()
+		l.checkSpace()
 	}
 }

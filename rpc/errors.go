@@ -46,6 +46,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, ledger.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, ledger.ErrNoSpace):
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, err)
 	case errors.Is(err, context.DeadlineExceeded):

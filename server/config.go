@@ -36,6 +36,11 @@ type Config struct {
 	// Principals are the callers and their roles; without any, the server
 	// runs unauthenticated and only on a loopback address.
 	Principals []PrincipalConfig `yaml:"principals"`
+	// DiskReserveMiB is the free space (MiB) on the data directory's file
+	// system below which writes are refused with resource_exhausted, before
+	// the storage engine could crash on a full disk; writes resume above it
+	// plus an eighth. 0 means 256 MiB; negative disables the check.
+	DiskReserveMiB int64 `yaml:"disk_reserve_mib"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`

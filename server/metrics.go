@@ -48,8 +48,21 @@ func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
 			func() float64 { return float64(l.Stats().Batches) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_appended_entries_total", Help: "Entries written; divided by batches, the mean batch size."},
 			func() float64 { return float64(l.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_disk_free_bytes", Help: "Free bytes on the data directory's file system at the last check."},
+			func() float64 { return float64(l.Space().Free) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_disk_low", Help: "1 while appends are refused because free space is below the reserve."},
+			func() float64 { return b2f(l.Space().Low) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_storage_failed", Help: "1 after a storage write (fsync) failed: appends are refused until restart."},
+			func() float64 { return b2f(l.Failure() != nil) }),
 	)
 	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // decision counts one recorded send decision.

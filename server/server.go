@@ -37,7 +37,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	l, err := ledger.Open(cfg.DataDir, ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now})
+	reserve := cfg.DiskReserveMiB << 20
+	if cfg.DiskReserveMiB < 0 {
+		reserve = -1
+	}
+	l, err := ledger.Open(cfg.DataDir, ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now, DiskReserve: reserve})
 	if err != nil {
 		return err
 	}
@@ -78,7 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)
 	checker := grpchealth.NewStaticChecker(names...)
-	mux.Handle(grpchealth.NewHandler(checker))
+	mux.Handle(grpchealth.NewHandler(healthChecker{static: checker, l: l}))
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
