@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/consentledger/consentledger/ledger/storage"
@@ -56,6 +58,7 @@ func (l *Ledger) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Size: v.size, Root: v.root, Note: signed}
 	l.latest.Store(c)
+	l.writeSidecar(signed)
 	return c, nil
 }
 
@@ -119,10 +122,15 @@ func (l *Ledger) loadLatestCheckpoint(ctx context.Context) error {
 	}
 	c, err := l.parseCheckpoint(latest)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v — the key files do not belong to this log, or the store is damaged: restore the data directory (keys and store together) from a backup", ErrDataDir, err)
 	}
 	if c.Size > l.Size() {
-		return fmt.Errorf("the latest checkpoint has size %d but the log holds %d entries: the store lost entries", c.Size, l.Size())
+		return fmt.Errorf("%w: the latest checkpoint has size %d but the log holds %d entries: the store lost entries; restore the data directory from a backup", ErrDataDir, c.Size, l.Size())
+	}
+	// The stored tree must still extend what was signed: a damaged node
+	// hash or tree record would otherwise be served as a wrong root.
+	if err := l.checkSigned(ctx, c); err != nil {
+		return err
 	}
 	l.latest.Store(c)
 	return nil
@@ -148,4 +156,31 @@ func (l *Ledger) signLoop() {
 			}
 		}
 	}
+}
+
+// checkSigned checks that the stored tree is consistent with the signed
+// checkpoint c: the same root at c's size, or a consistency proof from it
+// to the current size built from the stored node hashes.
+func (l *Ledger) checkSigned(ctx context.Context, c *Checkpoint) error {
+	size, root := l.Size(), l.Root()
+	if c.Size == 0 {
+		return nil
+	}
+	damaged := func(err error) error {
+		return fmt.Errorf("%w: the stored tree (size %d) does not extend the latest signed checkpoint (size %d): %v; the store is damaged — restore the data directory from a backup, never serve this log", ErrDataDir, size, c.Size, err)
+	}
+	if c.Size == size {
+		if !bytes.Equal(root, c.Root) {
+			return damaged(fmt.Errorf("root %x, signed %x", root, c.Root))
+		}
+		return nil
+	}
+	p, err := l.ConsistencyProof(ctx, c.Size, size)
+	if err != nil {
+		return damaged(err)
+	}
+	if err := proof.VerifyConsistency(hasher, c.Size, size, p, c.Root, root); err != nil {
+		return damaged(err)
+	}
+	return nil
 }

@@ -97,8 +97,16 @@ func LoadOrCreateKeys(dir, origin string) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, VerifierKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
-		return nil, err
+	vkeyPath := filepath.Join(dir, VerifierKeyFile)
+	switch old, err := os.ReadFile(vkeyPath); {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := writeFileAtomic(vkeyPath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("read verifier key: %w", err)
+	case strings.TrimSpace(string(old)) != vkey:
+		return nil, fmt.Errorf("%w: %s does not match %s: one of the two was replaced; restore the key files from a backup of this data directory (auditors pin the verifier key)", ErrDataDir, vkeyPath, skeyPath)
 	}
 	skHex, err := os.ReadFile(filepath.Join(dir, SubjectKeyFile))
 	if err != nil {

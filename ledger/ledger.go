@@ -71,6 +71,10 @@ type Options struct {
 	// FreeSpace reads the free bytes of dir's file system; nil means
 	// [FreeSpace] (statfs). Tests replace it.
 	FreeSpace func(dir string) (uint64, error)
+	// SidecarPath is where a copy of the latest signed checkpoint is kept
+	// outside the store (see SidecarFile); Open sets it in the data
+	// directory. Empty keeps none.
+	SidecarPath string
 }
 
 func (o *Options) withDefaults() {
@@ -128,16 +132,25 @@ type Ledger struct {
 // Open opens the ledger in the data directory dir (Badger under dir/db, keys
 // beside it), creating it on first use.
 func Open(dir string, opts Options) (*Ledger, error) {
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
 	keys, err := LoadOrCreateKeys(dir, opts.Origin)
 	if err != nil {
 		return nil, err
 	}
-	st, err := badgerstore.Open(filepath.Join(dir, "db"), badgerstore.Options{})
+	if err := writeFormat(dir); err != nil {
+		return nil, err
+	}
+	st, err := openStore(filepath.Join(dir, "db"))
 	if err != nil {
 		return nil, err
 	}
 	if opts.SpaceDir == "" {
 		opts.SpaceDir = dir
+	}
+	if opts.SidecarPath == "" {
+		opts.SidecarPath = filepath.Join(dir, SidecarFile)
 	}
 	l, err := New(st, keys, opts)
 	if err != nil {
@@ -146,6 +159,24 @@ func Open(dir string, opts Options) (*Ledger, error) {
 	}
 	l.ownsStore = true
 	return l, nil
+}
+
+// openStore opens the Badger store, turning a panic on damaged files into
+// an error that says how to recover.
+func openStore(dir string) (st *badgerstore.Store, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, fmt.Errorf("%w: the store in %s is damaged (%v): restore the data directory from a backup (consentledger restore)", ErrDataDir, dir, r)
+		}
+	}()
+	if err := badgerstore.CheckTables(dir); err != nil {
+		return nil, fmt.Errorf("%w: %v — restore the data directory from a backup (consentledger restore)", ErrDataDir, err)
+	}
+	st, err = badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v — if files in %s were damaged or truncated, restore the data directory from a backup (consentledger restore)", ErrDataDir, err, dir)
+	}
+	return st, nil
 }
 
 // New returns a ledger on store, signing with keys. Close does not close the
@@ -172,6 +203,9 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 	}
 	l.initSpace()
 	if err := l.loadLatestCheckpoint(context.Background()); err != nil {
+		return nil, err
+	}
+	if err := l.checkSidecar(); err != nil {
 		return nil, err
 	}
 	go seq.run()

@@ -8,8 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
 
 	"github.com/consentledger/consentledger/ledger/storage"
 )
@@ -33,6 +39,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
+		// A damaged block is an error when read, never wrong bytes.
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithLogger(nil)
 	if opts.InMemory {
 		o = o.WithDir("").WithValueDir("").WithInMemory(true)
@@ -123,4 +131,53 @@ func (t tx) Delete(key []byte) error {
 		return fmt.Errorf("delete %x: %w", key, err)
 	}
 	return nil
+}
+
+// CheckTables opens every table file (*.sst) of the database in dir on its
+// own, before Badger does: Badger opens tables in background goroutines and
+// panics, killing the process, on a truncated or damaged table index. A
+// damaged table is returned here as an error naming the file instead.
+// Block checksums are verified as blocks are read (see Open).
+func CheckTables(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil {
+		return err
+	}
+	pool := z.NewAllocatorPool(1)
+	defer pool.Release()
+	for _, name := range names {
+		if err := checkTable(name, pool); err != nil {
+			return fmt.Errorf("table %s is damaged: %v", name, err)
+		}
+	}
+	return nil
+}
+
+func checkTable(name string, pool *z.AllocatorPool) (err error) {
+	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
+	if err != nil && !errors.Is(err, z.NewFile) {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot read its index: %v", firstLine(fmt.Sprint(r)))
+		}
+	}()
+	def := badger.DefaultOptions("")
+	t, err := table.OpenTable(mf, table.Options{
+		ReadOnly: true, BlockSize: def.BlockSize, Compression: def.Compression,
+		ChkMode: options.NoVerification, AllocPool: pool,
+	})
+	if err != nil {
+		return err
+	}
+	return t.MmapFile.Close(-1) // Close, not DecrRef: that would delete the file
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
 }
