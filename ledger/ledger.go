@@ -116,6 +116,7 @@ type Ledger struct {
 	view      atomic.Pointer[treeView]
 	committed atomic.Uint64 // number of the last committed batch
 	handedOff atomic.Uint64 // number of the last batch handed to the committer
+	sequenced atomic.Uint64 // number of the batch holding the last sequenced append (open or handed off)
 
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced after every commit
@@ -326,9 +327,11 @@ func (l *Ledger) WaitForSize(ctx context.Context, size uint64) (uint64, error) {
 	}
 }
 
-// Barrier waits until every append sequenced before the call is committed.
+// Barrier waits until every append sequenced before the call is committed,
+// including those still in the batch being filled (a decision refused
+// because of a consent event there must see that event when it reads again).
 func (l *Ledger) Barrier(ctx context.Context) error {
-	target := l.handedOff.Load()
+	target := max(l.handedOff.Load(), l.sequenced.Load())
 	for {
 		ch := l.changed()
 		if l.committed.Load() >= target {

@@ -195,6 +195,7 @@ func (s *sequencer) add(p *pending) error {
 		b.writes = append(b.writes, kv{key: entryKey(rcpt.Index), val: data})
 	}
 	b.acks = append(b.acks, ack{p: p, rcpt: rcpt})
+	s.l.sequenced.Store(b.no)
 	return nil
 }
 

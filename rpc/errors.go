@@ -46,6 +46,10 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, ledger.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, ledger.ErrStaleHead):
+		// Only after many re-evaluations each overtaken by a new consent
+		// event: the subject's consent is changing right now.
+		return connect.NewError(connect.CodeAborted, fmt.Errorf("the subject's consent kept changing while the send was decided; retry the request: %w", err))
 	case errors.Is(err, ledger.ErrNoSpace):
 		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, context.Canceled):
