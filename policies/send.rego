@@ -85,15 +85,16 @@ consent_ended if consent.status == "withdrawn"
 consent_ended if consent.status == "erased"
 
 # consent_basis: the send relies on consent (GDPR Art. 6(1)(a)), so the
-# consent rules apply. A request that names another legal basis (below) does
-# not, unless rules.legal_basis is off.
-consent_basis if not input.request.legal_basis
+# consent rules apply: unless the request names another legal basis (below)
+# and rules.legal_basis is on. (One rule body: OPA evaluates every body of a
+# rule on every decision.)
+consent_basis if not other_basis
 
-consent_basis if input.request.legal_basis == ""
-
-consent_basis if input.request.legal_basis == "consent"
-
-consent_basis if not config.rules.legal_basis
+other_basis if {
+	basis := input.request.legal_basis
+	not basis in {"", "consent"}
+	config.rules.legal_basis
+}
 
 # granted: the consent rules apply and the opt-in is granted.
 granted if granted_consent
@@ -307,6 +308,7 @@ deny contains concat("", [
 	"timezone_required: ", input.subject.country, " spans several time zones and the request gives no subject_timezone;",
 	" marketing quiet hours need the subject's zone",
 ]) if {
+	object.get(input.request, "subject_timezone", "") == ""
 	marketing
 	config.rules.quiet_hours
 	not zone
@@ -414,19 +416,17 @@ deny contains concat("", [
 	"legal_basis_not_for_marketing: marketing cannot rely on ", basis,
 	"; it needs consent (UWG §7(2))",
 ]) if {
-	basis := input.request.legal_basis
-	not basis in {"", "consent"}
+	other_basis
 	marketing
-	config.rules.legal_basis
+	basis := input.request.legal_basis
 }
 
 deny contains concat("", [
 	"legal_basis_not_applicable: purpose ", input.request.purpose, " cannot rely on ", basis,
 	"; data.json legal_bases lists the purposes each basis covers",
 ]) if {
+	other_basis
 	basis := input.request.legal_basis
-	not basis in {"", "consent"}
-	config.rules.legal_basis
 	not input.request.purpose in object.get(config.legal_bases, basis, [])
 }
 
@@ -434,9 +434,8 @@ grounds contains concat("", [
 	"legal_basis: ", input.request.channel, "/", input.request.purpose, " relies on ", basis,
 	" (", object.get(legal_basis_articles, basis, "GDPR Art. 6(1)"), "), not on consent",
 ]) if {
+	other_basis
 	basis := input.request.legal_basis
-	not basis in {"", "consent"}
-	config.rules.legal_basis
 }
 
 legal_basis_articles := {"contract": "GDPR Art. 6(1)(b)", "legal_obligation": "GDPR Art. 6(1)(c)"}
