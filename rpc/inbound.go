@@ -61,7 +61,7 @@ func (h *consentHandler) HandleInbound(ctx context.Context, r *connect.Request[p
 	var e *pb.Entry
 	switch res.Action {
 	case policies.ActionOptOut:
-		w := &pb.ConsentWithdrawn{Channel: m.Channel, Method: methodKeyword, OccurredAt: at, Keyword: res.Keyword, Purposes: res.Purposes}
+		w := &pb.ConsentWithdrawn{Channel: m.Channel, Method: methodKeyword, OccurredAt: at, Keyword: res.Keyword, Purposes: res.Purposes, Scope: ledger.ScopeChannel}
 		if m.Signal != "" {
 			w.Method = methodSignal
 		}

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/server"
 )
@@ -298,5 +301,40 @@ func TestInboundReviewHelpSignal(t *testing.T) {
 	wantDecision(t, decide(t, s, waMarketing(anna)), false, "consent_withdrawn")
 	if c := consentOf(t, s, anna, wa, "order_updates"); c.GetStatus() != "granted" {
 		t.Errorf("order_updates after stop promotions = %v, want granted", c)
+	}
+}
+
+// Point 2: a keyword the policy lists as an objection is recorded as one
+// (scope all_marketing) and stops marketing on every channel; STOP stays
+// channel-wide.
+func TestInboundObjectionKeyword(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range policies.Default() {
+		content := f.Content
+		if f.Name == policies.DataFile {
+			content = strings.Replace(content, `"objection_keywords": []`, `"objection_keywords": ["WIDERSPRUCH"]`, 1)
+			content = strings.Replace(content, `"opt_out": ["STOPP",`, `"opt_out": ["WIDERSPRUCH", "STOPP",`, 1)
+			if content == f.Content {
+				t.Fatal("data.json did not change")
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.Name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := start(t, server.Config{PoliciesDir: dir})
+	optIn(t, s, anna, wa, true, "marketing", "order_updates")
+	optIn(t, s, anna, email, true, "marketing")
+	r := inbound(t, s, anna, sms, "Widerspruch!", "")
+	w := entryAt(t, s, r.Entry.GetIndex()).GetConsentWithdrawn()
+	if r.Action != "opt_out" || w.GetScope() != "all_marketing" || w.GetKeyword() != "WIDERSPRUCH" || len(w.GetPurposes()) != 0 {
+		t.Fatalf("Widerspruch = %v, recorded %v; want an objection", r, w)
+	}
+	wantDecision(t, decide(t, s, waMarketing(anna)), false, "objection")
+	wantDecision(t, decide(t, s, &pb.DecideRequest{Subject: phone(anna), Channel: email, Purpose: "marketing", SubjectTimezone: "Europe/Berlin"}), false, "objection")
+	wantDecision(t, decide(t, s, &pb.DecideRequest{Subject: phone(anna), Channel: wa, Purpose: "order_updates",
+		Provider: &pb.Provider{Name: "eu-bsp", Region: "EU"}}), true, "consent")
+	if st := inbound(t, s, anna, sms, "STOP", ""); entryAt(t, s, st.Entry.GetIndex()).GetConsentWithdrawn().GetScope() != "channel" {
+		t.Error("STOP was not recorded as a channel withdrawal")
 	}
 }
