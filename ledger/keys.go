@@ -21,6 +21,7 @@ import (
 //	                      EntryRef of the last allowed send (state index)
 //	'b' breach_id         BreachState (state index)
 //	'p'                   PolicyState: the active policy (state index)
+//	'r' index(8)          EntryRef of an InboundReview (state index)
 //	'x' hmac(32)          erasable subject table row: salt(32) subject_id
 //
 // 'e', 't', 'm', 'c' and 'l' are the log; 'i', 's', 'b' and 'p' are the
@@ -38,11 +39,19 @@ const (
 	tabLastSend   = 'a'
 	tabBreach     = 'b'
 	tabPolicy     = 'p'
+	tabReview     = 'r'
 	tabTable      = 'x'
 )
 
 // stateTables are the tables RebuildState derives from the entries.
-var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy}
+var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview}
+
+func reviewKey(index uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = tabReview
+	binary.BigEndian.PutUint64(k[1:], index)
+	return k
+}
 
 func entryKey(index uint64) []byte {
 	k := make([]byte, 9)

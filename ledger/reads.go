@@ -206,6 +206,22 @@ func (l *Ledger) Breaches(ctx context.Context) ([]*pb.BreachState, error) {
 	return out, err
 }
 
+// Reviews returns the InboundReview entries, in ledger order.
+func (l *Ledger) Reviews(ctx context.Context) ([]*pb.EntryRef, error) {
+	var out []*pb.EntryRef
+	err := l.store.View(ctx, func(tx storage.ReadTx) error {
+		return tx.Scan([]byte{tabReview}, storage.PrefixEnd([]byte{tabReview}), func(_, v []byte) error {
+			r := new(pb.EntryRef)
+			if err := proto.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("decode review: %w", err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // ActivePolicy returns the active policy, or ErrNotFound if none was published.
 func (l *Ledger) ActivePolicy(ctx context.Context) (*pb.PolicyState, error) {
 	return viewProto(ctx, l, policyKey, new(pb.PolicyState), "active policy")

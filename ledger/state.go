@@ -19,6 +19,15 @@ const (
 	StatusErased    = "erased"
 )
 
+// Scopes of a ConsentWithdrawn entry.
+const (
+	// ScopeChannel (or "") withdraws consent on the entry's channel (Art. 7(3)).
+	ScopeChannel = "channel"
+	// ScopeAllMarketing is an objection to direct marketing (Art. 21(3)):
+	// recorded as the subject's objection, for every channel.
+	ScopeAllMarketing = "all_marketing"
+)
+
 // Breach statuses in the state index.
 const (
 	BreachOpen   = "open"
@@ -139,6 +148,8 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		}
 	}
 	switch ev := e.Event.(type) {
+	case *pb.Entry_InboundReview:
+		return w.put(reviewKey(ref.Index), ref)
 	case *pb.Entry_PolicyPublished:
 		return w.put(policyKey, &pb.PolicyState{Entry: ref, Digest: ev.PolicyPublished.Digest})
 	case *pb.Entry_BreachDetected:
@@ -182,6 +193,10 @@ func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		}
 		return nil
 	}
+	// A review changes no consent: it is listed from its own table.
+	if e.GetInboundReview() != nil {
+		return nil
+	}
 	ss, err := w.subject(e.SubjectId)
 	if err != nil {
 		return err
@@ -201,9 +216,10 @@ func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		for _, p := range g.Purposes {
 			cs := upsertConsent(ss, g.Channel, p)
 			cs.Status, cs.GrantedAt, cs.Method, cs.NoticeVersion = StatusGranted, at(g.OccurredAt), g.Method, g.NoticeVersion
-			cs.DoubleOptIn, cs.ConfirmedAt, cs.Confirmation = g.DoubleOptInConfirmed, nil, nil
+			cs.DoubleOptIn, cs.ConfirmedAt, cs.Confirmation, cs.ConfirmedVia = g.DoubleOptInConfirmed, nil, nil, pb.Channel_CHANNEL_UNSPECIFIED
 			if g.DoubleOptInConfirmed {
-				cs.ConfirmedAt = at(g.OccurredAt)
+				// Confirmed before it was recorded: on its own channel.
+				cs.ConfirmedAt, cs.ConfirmedVia = at(g.OccurredAt), g.Channel
 			}
 			cs.Grant, cs.WithdrawnAt, cs.Withdrawal = ref, nil, nil
 		}
@@ -212,10 +228,18 @@ func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		for _, p := range c.Purposes {
 			if cs := findConsent(ss, c.Channel, p); cs != nil {
 				cs.DoubleOptIn, cs.ConfirmedAt, cs.Confirmation = true, at(c.OccurredAt), ref
+				// Entries from before confirmed_via existed: their own channel.
+				cs.ConfirmedVia = cmp.Or(c.ConfirmedVia, c.Channel)
 			}
 		}
 	case *pb.Entry_ConsentWithdrawn:
 		wd := ev.ConsentWithdrawn
+		if wd.Scope == ScopeAllMarketing {
+			// An objection: the policy denies every marketing purpose on
+			// every channel after it (input.subject.objection).
+			ss.Objection, ss.ObjectedAt = ref, at(wd.OccurredAt)
+			break
+		}
 		withdraw := func(cs *pb.ConsentState) {
 			cs.Status, cs.WithdrawnAt, cs.Withdrawal = StatusWithdrawn, at(wd.OccurredAt), ref
 		}

@@ -39,7 +39,8 @@ func checkRequest(r *Request) error {
 		return fmt.Errorf("%w: fingerprint is %d bytes, the limit is 64", ErrInvalid, len(r.Fingerprint))
 	}
 	aboutSubject := isConsentEvent(e)
-	if _, ok := e.Event.(*pb.Entry_SendDecision); ok {
+	switch e.Event.(type) {
+	case *pb.Entry_SendDecision, *pb.Entry_InboundReview:
 		aboutSubject = true
 	}
 	if aboutSubject != (r.Subject != nil) {
@@ -54,7 +55,22 @@ func checkRequest(r *Request) error {
 	case *pb.Entry_ConsentConfirmed:
 		return checkConsent(ev.ConsentConfirmed.Channel, ev.ConsentConfirmed.Purposes, false)
 	case *pb.Entry_ConsentWithdrawn:
+		switch ev.ConsentWithdrawn.Scope {
+		case "", ScopeChannel:
+		case ScopeAllMarketing:
+			if len(ev.ConsentWithdrawn.Purposes) > 0 {
+				return fmt.Errorf("%w: an objection (scope all_marketing) covers every marketing purpose; leave purposes empty", ErrInvalid)
+			}
+		default:
+			return fmt.Errorf("%w: scope %q must be channel or all_marketing", ErrInvalid, ev.ConsentWithdrawn.Scope)
+		}
 		return checkConsent(ev.ConsentWithdrawn.Channel, ev.ConsentWithdrawn.Purposes, true)
+	case *pb.Entry_InboundReview:
+		r := ev.InboundReview
+		if r.Keyword == "" || len(r.Keyword) > maxIDLen {
+			return fmt.Errorf("%w: a review records the matched phrase, 1 to %d bytes", ErrInvalid, maxIDLen)
+		}
+		return checkConsent(r.Channel, nil, true)
 	case *pb.Entry_SendDecision:
 		req := ev.SendDecision.GetRequest()
 		if req == nil {

@@ -29,6 +29,10 @@ const (
 	InboundActionRef = "data.consentledger.inbound.action"
 	// InboundKeywordRef is the normalised keyword that matched, "" if none.
 	InboundKeywordRef = "data.consentledger.inbound.keyword"
+	// InboundResultRef is optional: {"action", "keyword", "scope",
+	// "purposes", "reply", "review_due_hours"} (see [InboundResult]).
+	// Policies published before it existed leave it undefined.
+	InboundResultRef = "data.consentledger.inbound.result"
 )
 
 // Set is a compiled policy set with its decision and inbound queries
@@ -39,6 +43,7 @@ type Set struct {
 	store    storage.Store
 	decision rego.PreparedEvalQuery
 	inbound  rego.PreparedEvalQuery
+	result   rego.PreparedEvalQuery // InboundResultRef
 }
 
 // Problem is one compile error: the file and line it points at (File is
@@ -144,6 +149,15 @@ func Compile(ctx context.Context, files []File) (*Set, error) {
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policies: prepare inbound: %w", err)
+	}
+	s.result, err = rego.New(
+		rego.Query("result := "+InboundResultRef),
+		rego.Compiler(c),
+		rego.Store(s.store),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policies: prepare inbound result: %w", err)
 	}
 	return s, nil
 }
@@ -273,7 +287,7 @@ func jsonKind(x any) string {
 func foldBaseData(data ast.Object) ast.CompilerStage {
 	return func(c *ast.Compiler) *ast.Error {
 		var roots []*ast.Rule
-		for _, ref := range []string{DecisionRef, InboundActionRef, InboundKeywordRef} {
+		for _, ref := range []string{DecisionRef, InboundActionRef, InboundKeywordRef, InboundResultRef} {
 			roots = append(roots, c.GetRules(ast.MustParseRef(ref))...)
 		}
 		reachable := map[*ast.Rule]bool{}

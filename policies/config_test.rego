@@ -4,7 +4,7 @@ package consentledger.config_test
 
 import data.consentledger.config
 
-rules := {"consent", "consent_refresh", "double_opt_in", "provider_region", "quiet_hours", "breach_freeze", "service_window", "template_category", "optout_scope"}
+rules := {"consent", "consent_refresh", "double_opt_in", "provider_region", "quiet_hours", "breach_freeze", "service_window", "template_category", "optout_scope", "objection", "legal_basis"}
 
 test_every_rule_switch_present_and_boolean if {
 	every r in rules {
@@ -66,8 +66,71 @@ test_keywords_are_canonical if {
 		every a, words in lists {
 			a in actions
 			every w in words {
-				regex.match(`^[A-Z0-9]+( [A-Z0-9]+)*$`, w)
+				regex.match(`^[A-Z0-9]+([ -][A-Z0-9]+)*$`, w)
 			}
 		}
+	}
+}
+
+test_keywords_keep_no_ignored_word if {
+	every _, lists in config.inbound.keywords {
+		every _, words in lists {
+			every w in words {
+				every part in split(regex.replace(w, `-`, " "), " ") {
+					not part in config.inbound.ignore_words
+				}
+			}
+		}
+	}
+	every w in config.inbound.ignore_words {
+		regex.match(`^[A-Z0-9]+$`, w)
+	}
+}
+
+test_review_list_is_canonical if {
+	every w in config.inbound.review.words {
+		regex.match(`^[A-Z0-9]+$`, w)
+	}
+	every p in config.inbound.review.phrases {
+		regex.match(`^[A-Z0-9]+( [A-Z0-9]+)*$`, p)
+	}
+	is_number(config.inbound.review.due_hours)
+	config.inbound.review.due_hours > 0
+}
+
+test_help_reply_fields if {
+	fields := {"sender_name", "support_contact", "opt_out", "privacy_notice_url", "dpo_contact"}
+	every l in config.inbound.help_reply {
+		l.field in fields
+		contains(l.text, "{}")
+	}
+	config.inbound.help_opt_out_default != ""
+}
+
+test_timezones_are_zones if {
+	every c, z in config.timezones.countries {
+		regex.match(`^[A-Z]{2}$`, c)
+		regex.match(`^[A-Z][A-Za-z_]+(/[A-Za-z_+-]+)+$`, z)
+		not c in config.timezones.multi_zone
+	}
+	every c in config.timezones.multi_zone {
+		regex.match(`^[A-Z]{2}$`, c)
+	}
+	every c in ["US", "CA", "AU", "BR", "MX", "RU"] {
+		c in config.timezones.multi_zone
+	}
+}
+
+test_legal_bases_name_purposes if {
+	every b, purposes in config.legal_bases {
+		b in {"contract", "legal_obligation"}
+		every p in purposes {
+			regex.match(`^[a-z][a-z0-9_]{0,63}$`, p)
+			not p in config.marketing_purposes
+		}
+	}
+	"authentication" in config.legal_bases.contract
+	every p in config.breach_notice_purposes {
+		p in config.legal_bases.legal_obligation
 	}
 }

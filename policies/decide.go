@@ -133,37 +133,3 @@ func termValue(t *ast.Term) ast.Value {
 	}
 	return t.Value
 }
-
-// The actions [Set.Inbound] returns.
-const (
-	ActionOptOut = "opt_out" // withdraw consent for the channel
-	ActionOptIn  = "opt_in"  // grant consent for the channel
-	ActionHelp   = "help"    // answer with help text
-	ActionNone   = "none"    // not a keyword: a person reads the message
-)
-
-// Inbound evaluates what an inbound message means: action is one of
-// [ActionOptOut], [ActionOptIn], [ActionHelp] or [ActionNone]; keyword is
-// the normalised keyword that matched ("" for none), the only part of the
-// message the ledger records. It is safe for concurrent use.
-func (s *Set) Inbound(ctx context.Context, text string) (action, keyword string, err error) {
-	in := ast.NewObject(ast.Item(ast.InternedTerm("text"), ast.StringTerm(text)))
-	c, stop := evalCancel(ctx)
-	defer stop()
-	rs, err := s.inbound.Eval(ctx, rego.EvalParsedInput(in), rego.EvalExternalCancel(c), rego.EvalMetrics(metrics.NoOp()))
-	if err != nil {
-		return "", "", fmt.Errorf("policies: inbound: %w", err)
-	}
-	if len(rs) == 0 {
-		return "", "", fmt.Errorf("policies: %w: %s or %s is undefined", ErrNoDecision, InboundActionRef, InboundKeywordRef)
-	}
-	action, ok1 := rs[0].Bindings["action"].(string)
-	keyword, ok2 := rs[0].Bindings["keyword"].(string)
-	switch {
-	case !ok1 || !ok2:
-		return "", "", fmt.Errorf("policies: %w: inbound action %T and keyword %T, want strings", ErrMalformedDecision, rs[0].Bindings["action"], rs[0].Bindings["keyword"])
-	case action != ActionOptOut && action != ActionOptIn && action != ActionHelp && action != ActionNone:
-		return "", "", fmt.Errorf("policies: %w: inbound action %q, want opt_out, opt_in, help or none", ErrMalformedDecision, action)
-	}
-	return action, keyword, nil
-}

@@ -290,8 +290,12 @@ func TestInbound(t *testing.T) {
 		{"help", ActionHelp, "HELP"},
 		{"Hilfe", ActionHelp, "HILFE"},
 		{"aide", ActionHelp, "AIDE"},
-		{"please stop", ActionNone, ""},
-		{"STOP!", ActionNone, ""},
+		{"please stop", ActionOptOut, "STOP"},
+		{"STOP!", ActionOptOut, "STOP"},
+		{"Stopp bitte", ActionOptOut, "STOPP"},
+		{"keine Werbung mehr", ActionReview, "KEINE WERBUNG"},
+		{"please stop texting me", ActionReview, "STOP"},
+		{"hello", ActionNone, ""},
 		{"", ActionNone, ""},
 	}
 	for _, tt := range tests {

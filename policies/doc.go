@@ -15,6 +15,12 @@
 //   - data.consentledger.inbound.action and .keyword, the meaning of an
 //     inbound reply such as "STOP", evaluated by [Set.Inbound].
 //
+// It may define data.consentledger.inbound.result, which adds the scope of
+// an opt-out (a channel's withdrawal or an objection to all marketing), the
+// purposes withdrawn, the help reply and the time allowed for a review;
+// [Set.InboundMessage] reads it, and falls back to the behaviour of sets
+// published before it existed.
+//
 // Publishing a set goes through [Check]: strict compilation ([Compile]), the
 // set's own tests ([Set.Test], the same tests `opa test` runs) and its
 // [Digest]. Only a set that passes all three is handed to [Engine.Swap],

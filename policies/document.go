@@ -35,6 +35,10 @@ type InputRequest struct {
 	SubjectTimezone   string // IANA zone of the recipient, "" if unknown
 	ServiceWindowOpen bool   // a customer-initiated service window is open
 	MessageRef        string // the sender's reference for the message
+	// LegalBasis is "consent", "contract" or "legal_obligation"; "" leaves
+	// request.legal_basis out of the document (decisions recorded before it
+	// existed), which the policy reads as consent.
+	LegalBasis string
 }
 
 // InputSubject is input.subject: the recipient as the ledger knows them.
@@ -44,6 +48,17 @@ type InputSubject struct {
 	// Consents are the consent records; each channel's purposes in any
 	// order (the encodings sort them). Channel and purpose pairs are unique.
 	Consents []InputConsent
+	// Objection is the subject's latest objection to direct marketing
+	// (input.subject.objection); nil leaves it out of the document.
+	Objection *InputObjection
+}
+
+// InputObjection is input.subject.objection: an objection to direct
+// marketing (GDPR Art. 21(3)), a ConsentWithdrawn entry of scope
+// all_marketing.
+type InputObjection struct {
+	At    string // RFC 3339 time the person objected
+	Index uint64 // the entry's index
 }
 
 // InputConsent is input.subject.consents[channel][purpose]. Empty strings
@@ -56,6 +71,7 @@ type InputConsent struct {
 	NoticeVersion     string // the privacy notice shown
 	DoubleOptIn       bool   // confirmed by double opt-in
 	ConfirmedAt       string // RFC 3339
+	ConfirmedVia      string // channel the double opt-in was confirmed on
 	WithdrawnAt       string // RFC 3339
 	LastAllowedSendAt string // RFC 3339
 	GrantIndex        *uint64
@@ -109,21 +125,40 @@ func (b *builder) input(in *Input) ast.Value {
 	return b.obj(
 		"breaches", ast.NewArray(breaches...),
 		"now", str(in.Now),
-		"request", b.obj(
-			"category", str(r.Category),
-			"channel", str(r.Channel),
-			"message_ref", str(r.MessageRef),
-			"provider", b.obj("name", str(r.ProviderName), "region", str(r.ProviderRegion)),
-			"purpose", str(r.Purpose),
-			"service_window_open", ast.Boolean(r.ServiceWindowOpen),
-			"subject_timezone", str(r.SubjectTimezone),
-		),
-		"subject", b.obj(
-			"consents", b.consents(in.Subject.Consents),
-			"country", str(in.Subject.Country),
-			"known", ast.Boolean(in.Subject.Known),
-		),
+		"request", b.request(r),
+		"subject", b.subject(&in.Subject),
 	)
+}
+
+// request returns input.request; legal_basis only when set.
+func (b *builder) request(r *InputRequest) ast.Value {
+	kv := []any{
+		"category", str(r.Category),
+		"channel", str(r.Channel),
+	}
+	if r.LegalBasis != "" {
+		kv = append(kv, "legal_basis", str(r.LegalBasis))
+	}
+	return b.obj(append(kv,
+		"message_ref", str(r.MessageRef),
+		"provider", b.obj("name", str(r.ProviderName), "region", str(r.ProviderRegion)),
+		"purpose", str(r.Purpose),
+		"service_window_open", ast.Boolean(r.ServiceWindowOpen),
+		"subject_timezone", str(r.SubjectTimezone),
+	)...)
+}
+
+// subject returns input.subject; objection only when there is one.
+func (b *builder) subject(s *InputSubject) ast.Value {
+	kv := []any{
+		"consents", b.consents(s.Consents),
+		"country", str(s.Country),
+		"known", ast.Boolean(s.Known),
+	}
+	if o := s.Objection; o != nil {
+		kv = append(kv, "objection", b.obj("at", str(o.At), "index", number(o.Index)))
+	}
+	return b.obj(kv...)
 }
 
 func (b *builder) breach(br *InputBreach) ast.Value {
@@ -183,6 +218,7 @@ func (b *builder) consent(c *InputConsent) ast.Value {
 	// Keys in sorted order.
 	idx("confirmation_index", c.ConfirmationIndex)
 	opt("confirmed_at", c.ConfirmedAt)
+	opt("confirmed_via", c.ConfirmedVia)
 	add("double_opt_in", ast.Boolean(c.DoubleOptIn))
 	idx("grant_index", c.GrantIndex)
 	opt("granted_at", c.GrantedAt)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -110,13 +111,16 @@ func randomDocument(r *rand.Rand) *Input {
 	in := &Input{
 		Now: s(),
 		Request: InputRequest{Channel: s(), Purpose: s(), Category: s(), ProviderName: s(), ProviderRegion: s(),
-			SubjectTimezone: s(), ServiceWindowOpen: r.IntN(2) == 0, MessageRef: s()},
+			SubjectTimezone: s(), ServiceWindowOpen: r.IntN(2) == 0, MessageRef: s(), LegalBasis: s()},
 		Subject: InputSubject{Known: r.IntN(2) == 0, Country: s()},
+	}
+	if i := idx(); i != nil {
+		in.Subject.Objection = &InputObjection{At: s(), Index: *i}
 	}
 	for range r.IntN(6) {
 		in.Subject.Consents = append(in.Subject.Consents, InputConsent{
 			Channel: s(), Purpose: s(), Status: s(), GrantedAt: s(), Method: s(), NoticeVersion: s(),
-			DoubleOptIn: r.IntN(2) == 0, ConfirmedAt: s(), WithdrawnAt: s(), LastAllowedSendAt: s(),
+			DoubleOptIn: r.IntN(2) == 0, ConfirmedAt: s(), ConfirmedVia: s(), WithdrawnAt: s(), LastAllowedSendAt: s(),
 			GrantIndex: idx(), ConfirmationIndex: idx(), WithdrawalIndex: idx(),
 		})
 	}
@@ -174,4 +178,30 @@ func FuzzInputDocument(f *testing.F) {
 		}
 		checkDocument(t, in)
 	})
+}
+
+// The fields added for issue 9 appear only when set, so documents of
+// earlier decisions keep their shape, and in their sorted places.
+func TestInputDocumentOptionalFields(t *testing.T) {
+	in := benchDocument
+	in.Request.LegalBasis = "contract"
+	in.Subject.Objection = &InputObjection{At: "2026-06-01T10:00:00Z", Index: 90}
+	in.Subject.Consents = []InputConsent{{Channel: "sms", Purpose: "marketing", Status: "granted", DoubleOptIn: true, ConfirmedVia: "email"}}
+	checkDocument(t, &in)
+	got := string(AppendJSON(nil, in.Value()))
+	for _, want := range []string{
+		`"channel":"whatsapp","legal_basis":"contract","message_ref":"order-123"`,
+		`"confirmed_via":"email","double_opt_in":true`,
+		`"known":true,"objection":{"at":"2026-06-01T10:00:00Z","index":90}}`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("AppendJSON = %s\nwant it to contain %s", got, want)
+		}
+	}
+	plain := string(AppendJSON(nil, benchDocument.Value()))
+	for _, absent := range []string{"legal_basis", "objection", "confirmed_via"} {
+		if strings.Contains(plain, absent) {
+			t.Errorf("a document without %s shows it: %s", absent, plain)
+		}
+	}
 }

@@ -65,16 +65,36 @@ consent_purpose := config.marketing_consent_purpose if {
 # consent is the subject's consent record for the channel and that purpose.
 consent := input.subject.consents[input.request.channel][consent_purpose]
 
-# service_window: a reply inside an open WhatsApp customer-service window,
-# other than a marketing template, needs no opt-in (rules.service_window).
+# service_window: a reply inside an open WhatsApp customer-service window
+# needs no opt-in (rules.service_window) — unless it is marketing by purpose
+# or template category, or the person withdrew consent for its purpose. The
+# window lifts WhatsApp's platform opt-in, not UWG §7(2) Nr. 2 (BGH VI ZR
+# 134/15: advertising in a service reply against the recipient's will is
+# unlawful): marketing always needs consent and a withdrawal always wins.
 service_window if {
 	input.request.service_window_open == true
 	input.request.channel == "whatsapp"
 	config.rules.service_window
-	not category_marketing
+	not marketing
+	not consent_ended
 }
 
-category_marketing if input.request.category in config.marketing_categories
+# consent_ended: the record for the channel and purpose was withdrawn or erased.
+consent_ended if consent.status == "withdrawn"
+
+consent_ended if consent.status == "erased"
+
+# consent_basis: the send relies on consent (GDPR Art. 6(1)(a)), so the
+# consent rules apply: unless the request names another legal basis (below)
+# and rules.legal_basis is on. (One rule body: OPA evaluates every body of a
+# rule on every decision.)
+consent_basis if not other_basis
+
+other_basis if {
+	basis := input.request.legal_basis
+	not basis in {"", "consent"}
+	config.rules.legal_basis
+}
 
 # granted: the consent rules apply and the opt-in is granted.
 granted if granted_consent
@@ -86,6 +106,7 @@ granted_consent := c if {
 	c.status == "granted"
 	config.rules.consent
 	not service_window
+	consent_basis
 }
 
 now_ns := time.parse_rfc3339_ns(now) if {
@@ -121,6 +142,7 @@ deny contains consent_problem if {
 	not granted_consent
 	config.rules.consent
 	not service_window
+	consent_basis
 }
 
 # consent_problem is why the consent record does not allow the send;
@@ -162,6 +184,7 @@ grounds contains "service_window: reply inside an open customer-service window n
 	input.request.service_window_open == true
 	service_window
 	config.rules.consent
+	consent_basis
 }
 
 grounds contains concat("", ["template_category: a marketing template counts as marketing, so it relies on the opt-in for ", input.request.channel, "/", consent_purpose]) if {
@@ -191,6 +214,13 @@ deny contains concat("", [
 # Double opt-in for marketing (rules.double_opt_in; GDPR Art. 7(1): the
 # controller must be able to prove the consent).
 
+# Double opt-in counts only when confirmed on the channel the consent is
+# for (confirmed_via): a confirmation e-mail proves consent to e-mail, not
+# to SMS or WhatsApp advertising (BGH I ZR 164/09). A record without
+# confirmed_via (documents from before it was recorded; the ledger fills it
+# for every confirmation, reading old entries as confirmed on their own
+# channel) counts as confirmed on its channel.
+
 deny contains concat("", ["double_opt_in_required: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was not confirmed by double opt-in"]) if {
 	g := granted_consent
 	not g.double_opt_in == true
@@ -198,8 +228,22 @@ deny contains concat("", ["double_opt_in_required: marketing opt-in for ", input
 	config.rules.double_opt_in
 }
 
+deny contains concat("", [
+	"double_opt_in_wrong_channel: marketing opt-in for ", input.request.channel, "/", consent_purpose,
+	" was confirmed via ", via, ", not on ", input.request.channel, "; confirm it on ", input.request.channel,
+]) if {
+	g := granted_consent
+	g.double_opt_in == true
+	via := g.confirmed_via
+	via != input.request.channel
+	marketing
+	config.rules.double_opt_in
+}
+
 grounds contains concat("", ["double_opt_in: marketing opt-in for ", input.request.channel, "/", consent_purpose, " was confirmed by double opt-in"]) if {
-	granted_consent.double_opt_in == true
+	g := granted_consent
+	g.double_opt_in == true
+	object.get(g, "confirmed_via", input.request.channel) == input.request.channel
 	marketing
 	config.rules.double_opt_in
 }
@@ -242,11 +286,33 @@ deny contains concat("", ["quiet_hours: ", rest, " in ", zone, " is a marketing 
 	time.weekday([now_ns, zone]) == rest
 }
 
-# zone is the subject's IANA time zone, or config.default_timezone.
+# zone is the subject's IANA time zone: the one the request gives, else the
+# zone of the phone number's country (config.timezones.countries), else —
+# for a number of no country (e-mail) or of a country not listed —
+# config.default_timezone. It is undefined for a country that spans several
+# zones (config.timezones.multi_zone) when the request gives none.
 zone := tz if {
 	tz := input.request.subject_timezone
 	tz != ""
-} else := config.default_timezone
+} else := tz if {
+	tz := config.timezones.countries[input.subject.country]
+} else := config.default_timezone if {
+	not input.subject.country in config.timezones.multi_zone
+}
+
+# A country that spans several zones and no zone given: the local time is
+# unknown, so marketing is denied rather than sent at night somewhere (for
+# the US, 47 CFR 64.1200(c)(1): 8 a.m. to 9 p.m. at the called party's
+# location).
+deny contains concat("", [
+	"timezone_required: ", input.subject.country, " spans several time zones and the request gives no subject_timezone;",
+	" marketing quiet hours need the subject's zone",
+]) if {
+	object.get(input.request, "subject_timezone", "") == ""
+	marketing
+	config.rules.quiet_hours
+	not zone
+}
 
 # quiet is the subject's country's quiet hours, or the company default.
 quiet := config.quiet_hours.countries[input.subject.country] if {
@@ -261,12 +327,17 @@ quiet_label := concat("", ["for ", input.subject.country]) if {
 # An open data breach on the channel freezes marketing on it
 # (rules.breach_freeze; GDPR Art. 33, 34). The input lists open breaches.
 
+# The freeze never holds back the Art. 34 communication to the affected
+# people (purpose in config.breach_notice_purposes, under the legal basis
+# legal_obligation), which is not marketing.
+
 deny contains concat("", ["breach_freeze: open breach ", object.get(b, "breach_id", "(unnamed)"), " affects ", input.request.channel, "; marketing on it is frozen"]) if {
 	some b in input.breaches
 	input.request.channel in b.channels
 	not b.status == "closed"
 	marketing
 	config.rules.breach_freeze
+	not input.request.purpose in config.breach_notice_purposes
 }
 
 # ---------------------------------------------------------------------------
@@ -300,3 +371,71 @@ both_indexed(w, g) if {
 	is_number(w.withdrawal_index)
 	is_number(g.grant_index)
 }
+
+# ---------------------------------------------------------------------------
+# An objection to direct marketing (GDPR Art. 21(2), (3); rules.objection):
+# after it, no marketing purpose on any channel — unless the person gave a
+# new opt-in for the channel and purpose after the objection. Ledger order
+# decides when both are indexed, otherwise the recorded times.
+
+deny contains concat("", [
+	"objection: the subject objected to direct marketing ", day(o, "at"),
+	" (GDPR Art. 21(3)); no marketing on any channel without a new opt-in",
+]) if {
+	o := input.subject.objection
+	marketing
+	config.rules.objection
+	not granted_after_objection(o)
+}
+
+granted_after_objection(o) if {
+	g := granted_consent
+	g.grant_index > o.index
+}
+
+granted_after_objection(o) if {
+	g := granted_consent
+	not is_number(object.get(g, "grant_index", null))
+	time.parse_rfc3339_ns(g.granted_at) > time.parse_rfc3339_ns(o.at)
+}
+
+granted_after_objection(o) if {
+	g := granted_consent
+	not is_number(object.get(o, "index", null))
+	time.parse_rfc3339_ns(g.granted_at) > time.parse_rfc3339_ns(o.at)
+}
+
+# ---------------------------------------------------------------------------
+# Legal bases other than consent (rules.legal_basis): a one-time code rests
+# on the contract (GDPR Art. 6(1)(b)), an Art. 34 breach notice on a legal
+# obligation (Art. 6(1)(c)). Such a send skips the consent rules, but only
+# for the purposes config.legal_bases lists for its basis, and never for
+# marketing: advertising needs consent (UWG §7(2), GDPR Art. 21(2)).
+
+deny contains concat("", [
+	"legal_basis_not_for_marketing: marketing cannot rely on ", basis,
+	"; it needs consent (UWG §7(2))",
+]) if {
+	other_basis
+	marketing
+	basis := input.request.legal_basis
+}
+
+deny contains concat("", [
+	"legal_basis_not_applicable: purpose ", input.request.purpose, " cannot rely on ", basis,
+	"; data.json legal_bases lists the purposes each basis covers",
+]) if {
+	other_basis
+	basis := input.request.legal_basis
+	not input.request.purpose in object.get(config.legal_bases, basis, [])
+}
+
+grounds contains concat("", [
+	"legal_basis: ", input.request.channel, "/", input.request.purpose, " relies on ", basis,
+	" (", object.get(legal_basis_articles, basis, "GDPR Art. 6(1)"), "), not on consent",
+]) if {
+	other_basis
+	basis := input.request.legal_basis
+}
+
+legal_basis_articles := {"contract": "GDPR Art. 6(1)(b)", "legal_obligation": "GDPR Art. 6(1)(c)"}

@@ -16,6 +16,7 @@ granted_marketing := {
 	"notice_version": "2026-01",
 	"double_opt_in": true,
 	"confirmed_at": "2026-01-05T09:10:00Z",
+	"confirmed_via": "whatsapp",
 	"grant_index": 12,
 	"confirmation_index": 13,
 }
@@ -231,7 +232,7 @@ test_deny_non_eu_provider_for_non_marketing_whatsapp if {
 }
 
 test_allow_non_eu_provider_on_sms if {
-	d := decide_consents({"sms": {"marketing": granted_marketing}}, {"request": {"channel": "sms", "category": "", "provider": {"name": "us-sms", "region": "US"}}})
+	d := decide_consents({"sms": {"marketing": object.union(granted_marketing, {"confirmed_via": "sms"})}}, {"request": {"channel": "sms", "category": "", "provider": {"name": "us-sms", "region": "US"}}})
 	allowed(d)
 }
 
@@ -435,7 +436,7 @@ test_template_category_rule_off if {
 # ---------------------------------------------------------------------------
 # optout_scope: an SMS opt-out also covers RCS.
 
-rcs_grant := object.union(granted_marketing, {"granted_at": "2026-02-01T09:00:00Z", "grant_index": 20})
+rcs_grant := object.union(granted_marketing, {"granted_at": "2026-02-01T09:00:00Z", "grant_index": 20, "confirmed_via": "rcs"})
 
 sms_withdrawn := object.union(granted_marketing, {"status": "withdrawn", "withdrawn_at": "2026-03-01T12:00:00Z", "withdrawal_index": 30})
 
@@ -459,12 +460,12 @@ test_related_channel_compares_times_without_indexes if {
 }
 
 test_rcs_opt_out_does_not_cover_sms if {
-	d := decide_consents({"sms": {"marketing": rcs_grant}, "rcs": {"marketing": sms_withdrawn}}, {"request": {"channel": "sms", "category": ""}})
+	d := decide_consents({"sms": {"marketing": object.union(rcs_grant, {"confirmed_via": "sms"})}, "rcs": {"marketing": sms_withdrawn}}, {"request": {"channel": "sms", "category": ""}})
 	allowed(d)
 }
 
 test_sms_opt_out_does_not_cover_whatsapp if {
-	allowed(decide_consents({"whatsapp": {"marketing": rcs_grant}, "sms": {"marketing": sms_withdrawn}}, {}))
+	allowed(decide_consents({"whatsapp": {"marketing": object.union(rcs_grant, {"confirmed_via": "whatsapp"})}, "sms": {"marketing": sms_withdrawn}}, {}))
 }
 
 test_sms_opt_out_other_purpose_does_not_cover if {
@@ -476,7 +477,7 @@ test_optout_scope_rule_off if {
 }
 
 test_optout_scope_from_data if {
-	c := {"whatsapp": {"marketing": rcs_grant}, "sms": {"marketing": sms_withdrawn}}
+	c := {"whatsapp": {"marketing": object.union(rcs_grant, {"confirmed_via": "whatsapp"})}, "sms": {"marketing": sms_withdrawn}}
 	denied(decide_consents(c, {}), "opted_out_on_related_channel") with data.consentledger.config.optout_scope as {"sms": ["rcs", "whatsapp"]}
 }
 

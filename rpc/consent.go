@@ -83,11 +83,20 @@ func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
+	// The confirming channel is recorded, never left implicit: double opt-in
+	// counts only on the channel it was confirmed on (BGH I ZR 164/09).
+	via := m.ConfirmedVia
+	if via == pb.Channel_CHANNEL_UNSPECIFIED {
+		via = m.Channel
+	}
+	if err := checkChannel("confirmed_via", via); err != nil {
+		return nil, err
+	}
 	if err := checkKey(m.IdempotencyKey); err != nil {
 		return nil, err
 	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentConfirmed{ConsentConfirmed: &pb.ConsentConfirmed{
-		Channel: m.Channel, Purposes: m.Purposes, OccurredAt: at,
+		Channel: m.Channel, Purposes: m.Purposes, OccurredAt: at, ConfirmedVia: via,
 	}}})
 	if err != nil {
 		return nil, err
@@ -105,6 +114,13 @@ func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
+	scope, err := oneOf("scope", m.Scope, ledger.ScopeChannel, ledger.ScopeChannel, ledger.ScopeAllMarketing)
+	if err != nil {
+		return nil, err
+	}
+	if scope == ledger.ScopeAllMarketing && len(m.Purposes) > 0 {
+		return nil, invalid("purposes", "must be empty with scope all_marketing: an objection covers every marketing purpose on every channel")
+	}
 	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
 	if err != nil {
 		return nil, err
@@ -113,73 +129,12 @@ func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb
 		return nil, err
 	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{
-		Channel: m.Channel, Purposes: m.Purposes, Method: method, OccurredAt: at,
+		Channel: m.Channel, Purposes: m.Purposes, Method: method, OccurredAt: at, Scope: scope,
 	}}})
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&pb.RecordOptOutResponse{Entry: rcpt.Ref()}), nil
-}
-
-func (h *consentHandler) HandleInbound(ctx context.Context, r *connect.Request[pb.HandleInboundRequest]) (*connect.Response[pb.HandleInboundResponse], error) {
-	m := r.Msg
-	id, err := checkSubject(m.Subject)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkChannel("channel", m.Channel); err != nil {
-		return nil, err
-	}
-	if err := checkText("text", m.Text, maxLongText); err != nil {
-		return nil, err
-	}
-	at, err := checkTime("received_at", m.ReceivedAt, h.s.now())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkKey(m.IdempotencyKey); err != nil {
-		return nil, err
-	}
-	set, _ := h.s.Active()
-	action, keyword, err := set.Inbound(ctx, m.Text)
-	if err != nil {
-		return nil, toConnect(err)
-	}
-	resp := &pb.HandleInboundResponse{Action: action, Keyword: keyword}
-	// The text itself is never recorded: the fingerprint covers it, keyed.
-	var e *pb.Entry
-	switch action {
-	case "opt_out":
-		e = &pb.Entry{Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{
-			Channel: m.Channel, Method: "keyword", OccurredAt: at, Keyword: keyword,
-		}}}
-	case "opt_in":
-		// START undoes STOP: re-grant what was withdrawn on the channel.
-		_, st, _, err := h.s.l.LookupSubject(ctx, id)
-		if err != nil {
-			return nil, toConnect(err)
-		}
-		var purposes []string
-		for _, cs := range st.GetConsents() {
-			if cs.Channel == m.Channel && cs.Status == ledger.StatusWithdrawn {
-				purposes = append(purposes, cs.Purpose)
-			}
-		}
-		if len(purposes) == 0 {
-			return connect.NewResponse(resp), nil
-		}
-		e = &pb.Entry{Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{
-			Channel: m.Channel, Purposes: purposes, Method: "keyword", OccurredAt: at,
-		}}}
-	default:
-		return connect.NewResponse(resp), nil
-	}
-	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, e)
-	if err != nil {
-		return nil, err
-	}
-	resp.Entry = rcpt.Ref()
-	return connect.NewResponse(resp), nil
 }
 
 func (h *consentHandler) GetConsent(ctx context.Context, r *connect.Request[pb.GetConsentRequest]) (*connect.Response[pb.GetConsentResponse], error) {
@@ -193,7 +148,7 @@ func (h *consentHandler) GetConsent(ctx context.Context, r *connect.Request[pb.G
 	}
 	resp := &pb.GetConsentResponse{}
 	if found {
-		resp.SubjectId, resp.Consents, resp.Head = sid, st.GetConsents(), st.GetHead()
+		resp.SubjectId, resp.Consents, resp.Head, resp.Objection = sid, st.GetConsents(), st.GetHead(), st.GetObjection()
 	}
 	return connect.NewResponse(resp), nil
 }

@@ -38,6 +38,7 @@ func inputDocument(now time.Time, req *pb.SendRequest, known bool, st *pb.Subjec
 			Channel: ledger.ChannelName(req.Channel), Purpose: req.Purpose, Category: req.Category,
 			ProviderName: req.GetProvider().GetName(), ProviderRegion: req.GetProvider().GetRegion(),
 			SubjectTimezone: req.SubjectTimezone, ServiceWindowOpen: req.ServiceWindowOpen, MessageRef: req.MessageRef,
+			LegalBasis: req.LegalBasis,
 		},
 		Subject:  policies.InputSubject{Known: known, Country: req.SubjectCountry},
 		Breaches: make([]policies.InputBreach, 0, len(breaches)),
@@ -57,11 +58,20 @@ func inputDocument(now time.Time, req *pb.SendRequest, known bool, st *pb.Subjec
 		if cs.ConfirmedAt != nil {
 			c.ConfirmedAt = rfc3339(cs.ConfirmedAt)
 		}
+		if cs.ConfirmedVia != pb.Channel_CHANNEL_UNSPECIFIED {
+			c.ConfirmedVia = ledger.ChannelName(cs.ConfirmedVia)
+		}
 		if cs.WithdrawnAt != nil {
 			c.WithdrawnAt = rfc3339(cs.WithdrawnAt)
 		}
 		if cs.LastAllowedSendAt != nil {
 			c.LastAllowedSendAt = rfc3339(cs.LastAllowedSendAt)
+		}
+	}
+	if o := st.GetObjection(); o != nil {
+		in.Subject.Objection = &policies.InputObjection{Index: o.Index}
+		if st.ObjectedAt != nil {
+			in.Subject.Objection.At = rfc3339(st.ObjectedAt)
 		}
 	}
 	for _, b := range breaches {

@@ -52,6 +52,7 @@ var procedureRoles = map[string][]string{
 	"/consentledger.v1.ConsentService/RecordOptOut":               {RoleSender},
 	"/consentledger.v1.ConsentService/HandleInbound":              {RoleSender},
 	"/consentledger.v1.ConsentService/GetConsent":                 {RoleSender, RoleAuditor},
+	"/consentledger.v1.ConsentService/ListReviews":                {RoleSender, RoleAuditor, RoleLegal},
 	"/consentledger.v1.ConsentService/EraseSubject":               {},
 	"/consentledger.v1.SendService/Decide":                        {RoleSender},
 	"/consentledger.v1.SendService/DecideBatch":                   {RoleSender},

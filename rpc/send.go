@@ -25,6 +25,9 @@ const maxStaleRetries = 16
 
 var categories = []string{"marketing", "utility", "authentication", "service"}
 
+// legalBases are the values of DecideRequest.legal_basis; the first is the default.
+var legalBases = []string{"consent", "contract", "legal_obligation"}
+
 type sendHandler struct {
 	consentledgerv1connect.UnimplementedSendServiceHandler
 	s *Service
@@ -83,6 +86,10 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 			return id, nil, err
 		}
 	}
+	basis, err := oneOf(prefix+"legal_basis", m.LegalBasis, legalBases[0], legalBases...)
+	if err != nil {
+		return id, nil, err
+	}
 	if m.SubjectTimezone != "" && !validZone(m.SubjectTimezone) {
 		return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
 	}
@@ -94,6 +101,7 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 	req := &pb.SendRequest{
 		Channel: m.Channel, Purpose: m.Purpose, Category: category, SubjectTimezone: m.SubjectTimezone,
 		ServiceWindowOpen: m.ServiceWindowOpen, MessageRef: m.MessageRef, SubjectCountry: id.Country(),
+		LegalBasis: basis,
 	}
 	if p := m.Provider; p != nil {
 		req.Provider = &pb.Provider{Name: p.Name, Region: strings.ToUpper(strings.TrimSpace(p.Region))}
@@ -179,8 +187,8 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 // whose consent the policy requires — marketing for a message of category
 // marketing, else the stated purpose (the default policy's consent_purpose).
 func reliedOn(allow bool, req *pb.SendRequest, st *pb.SubjectState) []*pb.EntryRef {
-	if !allow {
-		return nil
+	if !allow || (req.LegalBasis != "" && req.LegalBasis != legalBases[0]) {
+		return nil // a send under another legal basis relies on no consent
 	}
 	purpose := req.Purpose
 	if req.Category == "marketing" {

@@ -32,6 +32,10 @@ type Options struct {
 	OnDecision func(allow bool, reasons []string)
 	// DataDir is the ledger's data directory, for backups; empty disables Backup.
 	DataDir string
+	// Contact fills the policy's help reply to an inbound HELP (sender
+	// identity, support, how to opt out, privacy notice, DPO); empty fields
+	// are left out of the reply.
+	Contact policies.Contact
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -44,6 +48,7 @@ type Service struct {
 	log     *slog.Logger
 	onDec   func(allow bool, reasons []string)
 	dataDir string
+	contact policies.Contact
 	active  atomic.Pointer[activePolicy]
 
 	publishMu sync.Mutex // publications are activated in log order
@@ -71,7 +76,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}

@@ -12,10 +12,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/rpc"
 )
 
@@ -41,6 +44,11 @@ type Config struct {
 	// the storage engine could crash on a full disk; writes resume above it
 	// plus an eighth. 0 means 256 MiB; negative disables the check.
 	DiskReserveMiB int64 `yaml:"disk_reserve_mib"`
+	// Contact, optional, fills the reply to an inbound HELP (the policy's
+	// help_reply template): who sends, where to get support, how to opt
+	// out, the privacy notice and the data protection officer (GDPR Art.
+	// 13, 21(4)). Fields left empty are left out of the reply.
+	Contact ContactConfig `yaml:"contact"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -60,6 +68,20 @@ type TLSConfig struct {
 	Cert     string `yaml:"cert"`
 	Key      string `yaml:"key"`
 	ClientCA string `yaml:"client_ca"`
+}
+
+// ContactConfig is the contact information the help reply gives.
+type ContactConfig struct {
+	// SenderName is the sender's identity, e.g. "Example Shop GmbH".
+	SenderName string `yaml:"sender_name"`
+	// SupportContact is where to get help, e.g. "support@example.com".
+	SupportContact string `yaml:"support_contact"`
+	// OptOut says how to opt out; empty means the policy's default ("reply STOP").
+	OptOut string `yaml:"opt_out"`
+	// PrivacyNoticeURL links the privacy notice.
+	PrivacyNoticeURL string `yaml:"privacy_notice_url"`
+	// DPOContact is the data protection officer or contact point.
+	DPOContact string `yaml:"dpo_contact"`
 }
 
 // PrincipalConfig is one caller: a name (recorded as the actor of its
@@ -101,6 +123,9 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", c.Addr, err)
 	}
+	if err := c.Contact.check(); err != nil {
+		return nil, err
+	}
 	if len(c.Principals) == 0 {
 		ip := net.ParseIP(host)
 		if !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
@@ -120,4 +145,27 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 		return nil, errors.New("config: tls needs both cert and key")
 	}
 	return a, nil
+}
+
+// maxContactField bounds each contact field: the reply goes out as an SMS.
+const maxContactField = 200
+
+func (c ContactConfig) check() error {
+	for name, v := range map[string]string{
+		"sender_name": c.SenderName, "support_contact": c.SupportContact, "opt_out": c.OptOut,
+		"privacy_notice_url": c.PrivacyNoticeURL, "dpo_contact": c.DPOContact,
+	} {
+		if len(v) > maxContactField || strings.ContainsFunc(v, unicode.IsControl) {
+			return fmt.Errorf("config: contact.%s must be one line of at most %d bytes", name, maxContactField)
+		}
+	}
+	return nil
+}
+
+// policyContact is c as the policy's help reply reads it.
+func (c ContactConfig) policyContact() policies.Contact {
+	return policies.Contact{
+		SenderName: c.SenderName, SupportContact: c.SupportContact, OptOut: c.OptOut,
+		PrivacyNoticeURL: c.PrivacyNoticeURL, DPOContact: c.DPOContact,
+	}
 }

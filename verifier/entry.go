@@ -55,6 +55,8 @@ func eventKind(e *pb.Entry) string {
 		return "breach_closed"
 	case *pb.Entry_SubjectErased:
 		return "subject_erased"
+	case *pb.Entry_InboundReview:
+		return "inbound_review"
 	}
 	return "no_event"
 }
@@ -90,11 +92,17 @@ func consentPurpose(req *pb.SendRequest) string {
 }
 
 // withdraws reports whether consent event e ends consent for channel ch and
-// purpose p: a withdrawal on ch of every purpose or of p, or an erasure.
+// purpose p: a withdrawal on ch of every purpose or of p, an objection to
+// direct marketing (for the marketing purpose), or an erasure.
 func withdraws(e *pb.Entry, ch pb.Channel, p string) bool {
 	switch ev := e.Event.(type) {
 	case *pb.Entry_ConsentWithdrawn:
 		w := ev.ConsentWithdrawn
+		if w.Scope == "all_marketing" {
+			// An objection to direct marketing (Art. 21(3)) on any channel
+			// ends marketing, not the channel's other purposes.
+			return p == "marketing"
+		}
 		return w.Channel == ch && (len(w.Purposes) == 0 || slices.Contains(w.Purposes, p))
 	case *pb.Entry_SubjectErased:
 		return true
@@ -102,10 +110,12 @@ func withdraws(e *pb.Entry, ch pb.Channel, p string) bool {
 	return false
 }
 
-// confirms reports whether e is a double opt-in confirmation for ch and p.
+// confirms reports whether e is a double opt-in confirmation for ch and p,
+// made on ch (confirmed_via unspecified in entries from before it existed).
 func confirms(e *pb.Entry, ch pb.Channel, p string) bool {
 	c := e.GetConsentConfirmed()
-	return c != nil && c.Channel == ch && slices.Contains(c.Purposes, p)
+	return c != nil && c.Channel == ch && slices.Contains(c.Purposes, p) &&
+		(c.ConfirmedVia == pb.Channel_CHANNEL_UNSPECIFIED || c.ConfirmedVia == ch)
 }
 
 // describeEvent says what a consent event did, e.g. "opt-in for

@@ -183,8 +183,10 @@ type ConfirmOptInRequest struct {
 	Purposes       []string               `protobuf:"bytes,3,rep,name=purposes,proto3" json:"purposes,omitempty"`
 	OccurredAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The channel on which the person confirmed; unspecified means channel.
+	ConfirmedVia  Channel `protobuf:"varint,6,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfirmOptInRequest) Reset() {
@@ -252,6 +254,13 @@ func (x *ConfirmOptInRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *ConfirmOptInRequest) GetConfirmedVia() Channel {
+	if x != nil {
+		return x.ConfirmedVia
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
 type ConfirmOptInResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -305,8 +314,12 @@ type RecordOptOutRequest struct {
 	Method         string                 `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
 	OccurredAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// "channel" (default): withdraw consent on this channel (Art. 7(3));
+	// "all_marketing": an objection to direct marketing (Art. 21(3)) that stops
+	// every marketing purpose on every channel; purposes must then be empty.
+	Scope         string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordOptOutRequest) Reset() {
@@ -381,6 +394,13 @@ func (x *RecordOptOutRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *RecordOptOutRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 type RecordOptOutResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -433,8 +453,12 @@ type HandleInboundRequest struct {
 	Text           string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
 	ReceivedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// "" for a text message, or "whatsapp_stop_promotions": WhatsApp's
+	// user_preferences webhook ("Stop promotions" button), a marketing opt-out
+	// for WhatsApp. With a signal, text must be empty.
+	Signal        string `protobuf:"bytes,6,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandleInboundRequest) Reset() {
@@ -502,14 +526,24 @@ func (x *HandleInboundRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *HandleInboundRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
 type HandleInboundResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "opt_out", "opt_in", "help" or "none".
+	// "opt_out", "opt_in", "help", "review" or "none".
 	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
-	// The entry recorded for an opt-out or opt-in; absent otherwise.
+	// The entry recorded for an opt-out, opt-in or review; absent otherwise.
 	Entry *EntryRef `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
-	// The normalised keyword that matched, if any.
-	Keyword       string `protobuf:"bytes,3,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	// The normalised keyword (or, for review, phrase) that matched, if any.
+	Keyword string `protobuf:"bytes,3,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	// For help: the reply to send, from the policy's template and the
+	// server's contact configuration.
+	Reply         string `protobuf:"bytes,4,opt,name=reply,proto3" json:"reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +599,13 @@ func (x *HandleInboundResponse) GetKeyword() string {
 	return ""
 }
 
+func (x *HandleInboundResponse) GetReply() string {
+	if x != nil {
+		return x.Reply
+	}
+	return ""
+}
+
 type GetConsentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Subject       *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
@@ -615,7 +656,9 @@ type GetConsentResponse struct {
 	SubjectId string          `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	Consents  []*ConsentState `protobuf:"bytes,2,rep,name=consents,proto3" json:"consents,omitempty"`
 	// The subject's latest consent event.
-	Head          *EntryRef `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Head *EntryRef `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	// The subject's latest objection to direct marketing, if any.
+	Objection     *EntryRef `protobuf:"bytes,4,opt,name=objection,proto3" json:"objection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +710,13 @@ func (x *GetConsentResponse) GetConsents() []*ConsentState {
 func (x *GetConsentResponse) GetHead() *EntryRef {
 	if x != nil {
 		return x.Head
+	}
+	return nil
+}
+
+func (x *GetConsentResponse) GetObjection() *EntryRef {
+	if x != nil {
+		return x.Objection
 	}
 	return nil
 }
@@ -783,6 +833,175 @@ func (x *EraseSubjectResponse) GetSubjectId() string {
 	return ""
 }
 
+type ListReviewsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReviewsRequest) Reset() {
+	*x = ListReviewsRequest{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReviewsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReviewsRequest) ProtoMessage() {}
+
+func (x *ListReviewsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReviewsRequest.ProtoReflect.Descriptor instead.
+func (*ListReviewsRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{12}
+}
+
+type ListReviewsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In ledger order.
+	Reviews       []*Review `protobuf:"bytes,1,rep,name=reviews,proto3" json:"reviews,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReviewsResponse) Reset() {
+	*x = ListReviewsResponse{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReviewsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReviewsResponse) ProtoMessage() {}
+
+func (x *ListReviewsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReviewsResponse.ProtoReflect.Descriptor instead.
+func (*ListReviewsResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListReviewsResponse) GetReviews() []*Review {
+	if x != nil {
+		return x.Reviews
+	}
+	return nil
+}
+
+// Review is one inbound message waiting for a person.
+type Review struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The InboundReview entry.
+	Entry   *EntryRef `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Channel Channel   `protobuf:"varint,2,opt,name=channel,proto3,enum=consentledger.v1.Channel" json:"channel,omitempty"`
+	// The phrase or keyword that matched (never the message).
+	Keyword    string                 `protobuf:"bytes,3,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	DueAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	// The pseudonymous subject who sent it.
+	SubjectId     string `protobuf:"bytes,6,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Review) Reset() {
+	*x = Review{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Review) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Review) ProtoMessage() {}
+
+func (x *Review) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Review.ProtoReflect.Descriptor instead.
+func (*Review) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Review) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *Review) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *Review) GetKeyword() string {
+	if x != nil {
+		return x.Keyword
+	}
+	return ""
+}
+
+func (x *Review) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *Review) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *Review) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
 var File_consentledger_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_consent_proto_rawDesc = "" +
@@ -800,16 +1019,17 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\x17double_opt_in_confirmed\x18\b \x01(\bR\x14doubleOptInConfirmed\x12'\n" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\"G\n" +
 	"\x13RecordOptInResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\x81\x02\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xc1\x02\n" +
 	"\x13ConfirmOptInRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
 	"\bpurposes\x18\x03 \x03(\tR\bpurposes\x12;\n" +
 	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"H\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12>\n" +
+	"\rconfirmed_via\x18\x06 \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"H\n" +
 	"\x14ConfirmOptInResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\x99\x02\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xaf\x02\n" +
 	"\x13RecordOptOutRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
@@ -817,27 +1037,31 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\x06method\x18\x04 \x01(\tR\x06method\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"H\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\"H\n" +
 	"\x14RecordOptOutResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xfa\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\x92\x02\n" +
 	"\x14HandleInboundRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12;\n" +
 	"\vreceived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"{\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x16\n" +
+	"\x06signal\x18\x06 \x01(\tR\x06signal\"\x91\x01\n" +
 	"\x15HandleInboundResponse\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x120\n" +
 	"\x05entry\x18\x02 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x18\n" +
-	"\akeyword\x18\x03 \x01(\tR\akeyword\"H\n" +
+	"\akeyword\x18\x03 \x01(\tR\akeyword\x12\x14\n" +
+	"\x05reply\x18\x04 \x01(\tR\x05reply\"H\n" +
 	"\x11GetConsentRequest\x123\n" +
-	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\"\x9f\x01\n" +
+	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\"\xd9\x01\n" +
 	"\x12GetConsentResponse\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12:\n" +
 	"\bconsents\x18\x02 \x03(\v2\x1e.consentledger.v1.ConsentStateR\bconsents\x12.\n" +
-	"\x04head\x18\x03 \x01(\v2\x1a.consentledger.v1.EntryRefR\x04head\"\x8b\x01\n" +
+	"\x04head\x18\x03 \x01(\v2\x1a.consentledger.v1.EntryRefR\x04head\x128\n" +
+	"\tobjection\x18\x04 \x01(\v2\x1a.consentledger.v1.EntryRefR\tobjection\"\x8b\x01\n" +
 	"\x13EraseSubjectRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12'\n" +
@@ -845,7 +1069,19 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\x14EraseSubjectResponse\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId2\xc4\x04\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\"\x14\n" +
+	"\x12ListReviewsRequest\"I\n" +
+	"\x13ListReviewsResponse\x122\n" +
+	"\areviews\x18\x01 \x03(\v2\x18.consentledger.v1.ReviewR\areviews\"\x98\x02\n" +
+	"\x06Review\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x123\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
+	"\akeyword\x18\x03 \x01(\tR\akeyword\x12;\n" +
+	"\vreceived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x121\n" +
+	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x06 \x01(\tR\tsubjectId2\xa0\x05\n" +
 	"\x0eConsentService\x12Z\n" +
 	"\vRecordOptIn\x12$.consentledger.v1.RecordOptInRequest\x1a%.consentledger.v1.RecordOptInResponse\x12]\n" +
 	"\fConfirmOptIn\x12%.consentledger.v1.ConfirmOptInRequest\x1a&.consentledger.v1.ConfirmOptInResponse\x12]\n" +
@@ -853,7 +1089,8 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\rHandleInbound\x12&.consentledger.v1.HandleInboundRequest\x1a'.consentledger.v1.HandleInboundResponse\x12W\n" +
 	"\n" +
 	"GetConsent\x12#.consentledger.v1.GetConsentRequest\x1a$.consentledger.v1.GetConsentResponse\x12]\n" +
-	"\fEraseSubject\x12%.consentledger.v1.EraseSubjectRequest\x1a&.consentledger.v1.EraseSubjectResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\fEraseSubject\x12%.consentledger.v1.EraseSubjectRequest\x1a&.consentledger.v1.EraseSubjectResponse\x12Z\n" +
+	"\vListReviews\x12$.consentledger.v1.ListReviewsRequest\x1a%.consentledger.v1.ListReviewsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_consent_proto_rawDescOnce sync.Once
@@ -867,7 +1104,7 @@ func file_consentledger_v1_consent_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_consent_proto_rawDescData
 }
 
-var file_consentledger_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_consentledger_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_consentledger_v1_consent_proto_goTypes = []any{
 	(*RecordOptInRequest)(nil),    // 0: consentledger.v1.RecordOptInRequest
 	(*RecordOptInResponse)(nil),   // 1: consentledger.v1.RecordOptInResponse
@@ -881,51 +1118,63 @@ var file_consentledger_v1_consent_proto_goTypes = []any{
 	(*GetConsentResponse)(nil),    // 9: consentledger.v1.GetConsentResponse
 	(*EraseSubjectRequest)(nil),   // 10: consentledger.v1.EraseSubjectRequest
 	(*EraseSubjectResponse)(nil),  // 11: consentledger.v1.EraseSubjectResponse
-	(*Subject)(nil),               // 12: consentledger.v1.Subject
-	(Channel)(0),                  // 13: consentledger.v1.Channel
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*EntryRef)(nil),              // 15: consentledger.v1.EntryRef
-	(*ConsentState)(nil),          // 16: consentledger.v1.ConsentState
+	(*ListReviewsRequest)(nil),    // 12: consentledger.v1.ListReviewsRequest
+	(*ListReviewsResponse)(nil),   // 13: consentledger.v1.ListReviewsResponse
+	(*Review)(nil),                // 14: consentledger.v1.Review
+	(*Subject)(nil),               // 15: consentledger.v1.Subject
+	(Channel)(0),                  // 16: consentledger.v1.Channel
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*EntryRef)(nil),              // 18: consentledger.v1.EntryRef
+	(*ConsentState)(nil),          // 19: consentledger.v1.ConsentState
 }
 var file_consentledger_v1_consent_proto_depIdxs = []int32{
-	12, // 0: consentledger.v1.RecordOptInRequest.subject:type_name -> consentledger.v1.Subject
-	13, // 1: consentledger.v1.RecordOptInRequest.channel:type_name -> consentledger.v1.Channel
-	14, // 2: consentledger.v1.RecordOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 3: consentledger.v1.RecordOptInResponse.entry:type_name -> consentledger.v1.EntryRef
-	12, // 4: consentledger.v1.ConfirmOptInRequest.subject:type_name -> consentledger.v1.Subject
-	13, // 5: consentledger.v1.ConfirmOptInRequest.channel:type_name -> consentledger.v1.Channel
-	14, // 6: consentledger.v1.ConfirmOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 7: consentledger.v1.ConfirmOptInResponse.entry:type_name -> consentledger.v1.EntryRef
-	12, // 8: consentledger.v1.RecordOptOutRequest.subject:type_name -> consentledger.v1.Subject
-	13, // 9: consentledger.v1.RecordOptOutRequest.channel:type_name -> consentledger.v1.Channel
-	14, // 10: consentledger.v1.RecordOptOutRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 11: consentledger.v1.RecordOptOutResponse.entry:type_name -> consentledger.v1.EntryRef
-	12, // 12: consentledger.v1.HandleInboundRequest.subject:type_name -> consentledger.v1.Subject
-	13, // 13: consentledger.v1.HandleInboundRequest.channel:type_name -> consentledger.v1.Channel
-	14, // 14: consentledger.v1.HandleInboundRequest.received_at:type_name -> google.protobuf.Timestamp
-	15, // 15: consentledger.v1.HandleInboundResponse.entry:type_name -> consentledger.v1.EntryRef
-	12, // 16: consentledger.v1.GetConsentRequest.subject:type_name -> consentledger.v1.Subject
-	16, // 17: consentledger.v1.GetConsentResponse.consents:type_name -> consentledger.v1.ConsentState
-	15, // 18: consentledger.v1.GetConsentResponse.head:type_name -> consentledger.v1.EntryRef
-	12, // 19: consentledger.v1.EraseSubjectRequest.subject:type_name -> consentledger.v1.Subject
-	15, // 20: consentledger.v1.EraseSubjectResponse.entry:type_name -> consentledger.v1.EntryRef
-	0,  // 21: consentledger.v1.ConsentService.RecordOptIn:input_type -> consentledger.v1.RecordOptInRequest
-	2,  // 22: consentledger.v1.ConsentService.ConfirmOptIn:input_type -> consentledger.v1.ConfirmOptInRequest
-	4,  // 23: consentledger.v1.ConsentService.RecordOptOut:input_type -> consentledger.v1.RecordOptOutRequest
-	6,  // 24: consentledger.v1.ConsentService.HandleInbound:input_type -> consentledger.v1.HandleInboundRequest
-	8,  // 25: consentledger.v1.ConsentService.GetConsent:input_type -> consentledger.v1.GetConsentRequest
-	10, // 26: consentledger.v1.ConsentService.EraseSubject:input_type -> consentledger.v1.EraseSubjectRequest
-	1,  // 27: consentledger.v1.ConsentService.RecordOptIn:output_type -> consentledger.v1.RecordOptInResponse
-	3,  // 28: consentledger.v1.ConsentService.ConfirmOptIn:output_type -> consentledger.v1.ConfirmOptInResponse
-	5,  // 29: consentledger.v1.ConsentService.RecordOptOut:output_type -> consentledger.v1.RecordOptOutResponse
-	7,  // 30: consentledger.v1.ConsentService.HandleInbound:output_type -> consentledger.v1.HandleInboundResponse
-	9,  // 31: consentledger.v1.ConsentService.GetConsent:output_type -> consentledger.v1.GetConsentResponse
-	11, // 32: consentledger.v1.ConsentService.EraseSubject:output_type -> consentledger.v1.EraseSubjectResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	15, // 0: consentledger.v1.RecordOptInRequest.subject:type_name -> consentledger.v1.Subject
+	16, // 1: consentledger.v1.RecordOptInRequest.channel:type_name -> consentledger.v1.Channel
+	17, // 2: consentledger.v1.RecordOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	18, // 3: consentledger.v1.RecordOptInResponse.entry:type_name -> consentledger.v1.EntryRef
+	15, // 4: consentledger.v1.ConfirmOptInRequest.subject:type_name -> consentledger.v1.Subject
+	16, // 5: consentledger.v1.ConfirmOptInRequest.channel:type_name -> consentledger.v1.Channel
+	17, // 6: consentledger.v1.ConfirmOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	16, // 7: consentledger.v1.ConfirmOptInRequest.confirmed_via:type_name -> consentledger.v1.Channel
+	18, // 8: consentledger.v1.ConfirmOptInResponse.entry:type_name -> consentledger.v1.EntryRef
+	15, // 9: consentledger.v1.RecordOptOutRequest.subject:type_name -> consentledger.v1.Subject
+	16, // 10: consentledger.v1.RecordOptOutRequest.channel:type_name -> consentledger.v1.Channel
+	17, // 11: consentledger.v1.RecordOptOutRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	18, // 12: consentledger.v1.RecordOptOutResponse.entry:type_name -> consentledger.v1.EntryRef
+	15, // 13: consentledger.v1.HandleInboundRequest.subject:type_name -> consentledger.v1.Subject
+	16, // 14: consentledger.v1.HandleInboundRequest.channel:type_name -> consentledger.v1.Channel
+	17, // 15: consentledger.v1.HandleInboundRequest.received_at:type_name -> google.protobuf.Timestamp
+	18, // 16: consentledger.v1.HandleInboundResponse.entry:type_name -> consentledger.v1.EntryRef
+	15, // 17: consentledger.v1.GetConsentRequest.subject:type_name -> consentledger.v1.Subject
+	19, // 18: consentledger.v1.GetConsentResponse.consents:type_name -> consentledger.v1.ConsentState
+	18, // 19: consentledger.v1.GetConsentResponse.head:type_name -> consentledger.v1.EntryRef
+	18, // 20: consentledger.v1.GetConsentResponse.objection:type_name -> consentledger.v1.EntryRef
+	15, // 21: consentledger.v1.EraseSubjectRequest.subject:type_name -> consentledger.v1.Subject
+	18, // 22: consentledger.v1.EraseSubjectResponse.entry:type_name -> consentledger.v1.EntryRef
+	14, // 23: consentledger.v1.ListReviewsResponse.reviews:type_name -> consentledger.v1.Review
+	18, // 24: consentledger.v1.Review.entry:type_name -> consentledger.v1.EntryRef
+	16, // 25: consentledger.v1.Review.channel:type_name -> consentledger.v1.Channel
+	17, // 26: consentledger.v1.Review.received_at:type_name -> google.protobuf.Timestamp
+	17, // 27: consentledger.v1.Review.due_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: consentledger.v1.ConsentService.RecordOptIn:input_type -> consentledger.v1.RecordOptInRequest
+	2,  // 29: consentledger.v1.ConsentService.ConfirmOptIn:input_type -> consentledger.v1.ConfirmOptInRequest
+	4,  // 30: consentledger.v1.ConsentService.RecordOptOut:input_type -> consentledger.v1.RecordOptOutRequest
+	6,  // 31: consentledger.v1.ConsentService.HandleInbound:input_type -> consentledger.v1.HandleInboundRequest
+	8,  // 32: consentledger.v1.ConsentService.GetConsent:input_type -> consentledger.v1.GetConsentRequest
+	10, // 33: consentledger.v1.ConsentService.EraseSubject:input_type -> consentledger.v1.EraseSubjectRequest
+	12, // 34: consentledger.v1.ConsentService.ListReviews:input_type -> consentledger.v1.ListReviewsRequest
+	1,  // 35: consentledger.v1.ConsentService.RecordOptIn:output_type -> consentledger.v1.RecordOptInResponse
+	3,  // 36: consentledger.v1.ConsentService.ConfirmOptIn:output_type -> consentledger.v1.ConfirmOptInResponse
+	5,  // 37: consentledger.v1.ConsentService.RecordOptOut:output_type -> consentledger.v1.RecordOptOutResponse
+	7,  // 38: consentledger.v1.ConsentService.HandleInbound:output_type -> consentledger.v1.HandleInboundResponse
+	9,  // 39: consentledger.v1.ConsentService.GetConsent:output_type -> consentledger.v1.GetConsentResponse
+	11, // 40: consentledger.v1.ConsentService.EraseSubject:output_type -> consentledger.v1.EraseSubjectResponse
+	13, // 41: consentledger.v1.ConsentService.ListReviews:output_type -> consentledger.v1.ListReviewsResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_consent_proto_init() }
@@ -941,7 +1190,7 @@ func file_consentledger_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_consent_proto_rawDesc), len(file_consentledger_v1_consent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

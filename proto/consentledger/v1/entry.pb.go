@@ -65,6 +65,7 @@ type Entry struct {
 	//	*Entry_BreachSubjectsNotified
 	//	*Entry_BreachClosed
 	//	*Entry_SubjectErased
+	//	*Entry_InboundReview
 	Event         isEntry_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -274,6 +275,15 @@ func (x *Entry) GetSubjectErased() *SubjectErased {
 	return nil
 }
 
+func (x *Entry) GetInboundReview() *InboundReview {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_InboundReview); ok {
+			return x.InboundReview
+		}
+	}
+	return nil
+}
+
 type isEntry_Event interface {
 	isEntry_Event()
 }
@@ -318,6 +328,10 @@ type Entry_SubjectErased struct {
 	SubjectErased *SubjectErased `protobuf:"bytes,29,opt,name=subject_erased,json=subjectErased,proto3,oneof"`
 }
 
+type Entry_InboundReview struct {
+	InboundReview *InboundReview `protobuf:"bytes,30,opt,name=inbound_review,json=inboundReview,proto3,oneof"`
+}
+
 func (*Entry_ConsentGranted) isEntry_Event() {}
 
 func (*Entry_ConsentConfirmed) isEntry_Event() {}
@@ -337,6 +351,8 @@ func (*Entry_BreachSubjectsNotified) isEntry_Event() {}
 func (*Entry_BreachClosed) isEntry_Event() {}
 
 func (*Entry_SubjectErased) isEntry_Event() {}
+
+func (*Entry_InboundReview) isEntry_Event() {}
 
 // ConsentGranted records an opt-in (GDPR Art. 7(1): the controller must be able
 // to demonstrate consent).
@@ -440,10 +456,14 @@ func (x *ConsentGranted) GetDoubleOptInConfirmed() bool {
 
 // ConsentConfirmed records the double opt-in confirmation of an earlier grant.
 type ConsentConfirmed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=consentledger.v1.Channel" json:"channel,omitempty"`
-	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes,proto3" json:"purposes,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Channel    Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=consentledger.v1.Channel" json:"channel,omitempty"`
+	Purposes   []string               `protobuf:"bytes,2,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// The channel on which the person confirmed (e.g. the e-mail whose link
+	// they clicked). Unspecified in entries written before it existed: read as
+	// channel. Double opt-in counts only when it equals channel (BGH I ZR 164/09).
+	ConfirmedVia  Channel `protobuf:"varint,4,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -499,6 +519,13 @@ func (x *ConsentConfirmed) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConsentConfirmed) GetConfirmedVia() Channel {
+	if x != nil {
+		return x.ConfirmedVia
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
 // ConsentWithdrawn records an opt-out (GDPR Art. 7(3), 21).
 type ConsentWithdrawn struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -509,7 +536,11 @@ type ConsentWithdrawn struct {
 	Method     string                 `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// For an inbound opt-out: the normalised keyword matched (never other message text).
-	Keyword       string `protobuf:"bytes,5,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	Keyword string `protobuf:"bytes,5,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	// "" or "channel": a withdrawal of this channel's consent (Art. 7(3));
+	// "all_marketing": an objection to direct marketing (Art. 21(2), (3)) that
+	// ends every marketing purpose on every channel. purposes is then empty.
+	Scope         string `protobuf:"bytes,6,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,6 +610,13 @@ func (x *ConsentWithdrawn) GetKeyword() string {
 	return ""
 }
 
+func (x *ConsentWithdrawn) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // SendRequest is what a sender asks to do.
 type SendRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -595,8 +633,12 @@ type SendRequest struct {
 	MessageRef string `protobuf:"bytes,7,opt,name=message_ref,json=messageRef,proto3" json:"message_ref,omitempty"`
 	// ISO 3166-1 alpha-2 country of the subject's phone number, if known.
 	SubjectCountry string `protobuf:"bytes,8,opt,name=subject_country,json=subjectCountry,proto3" json:"subject_country,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The legal basis the send relies on: "consent", "contract" (Art. 6(1)(b))
+	// or "legal_obligation" (Art. 6(1)(c)). Empty in decisions recorded before
+	// it existed, which meant consent.
+	LegalBasis    string `protobuf:"bytes,9,opt,name=legal_basis,json=legalBasis,proto3" json:"legal_basis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -681,6 +723,13 @@ func (x *SendRequest) GetMessageRef() string {
 func (x *SendRequest) GetSubjectCountry() string {
 	if x != nil {
 		return x.SubjectCountry
+	}
+	return ""
+}
+
+func (x *SendRequest) GetLegalBasis() string {
+	if x != nil {
+		return x.LegalBasis
 	}
 	return ""
 }
@@ -1301,11 +1350,86 @@ func (x *SubjectErased) GetErasedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// InboundReview records an inbound message that looks like an opt-out or an
+// objection but is no keyword ("keine Werbung mehr"): a person must read it
+// and act (GDPR Art. 7(3), 21: no form is required for a withdrawal). Only
+// the phrase that matched is recorded, never the message.
+type InboundReview struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=consentledger.v1.Channel" json:"channel,omitempty"`
+	// The normalised phrase or keyword of the policy's review list that matched.
+	Keyword    string                 `protobuf:"bytes,2,opt,name=keyword,proto3" json:"keyword,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// When a person must have handled it: received_at plus the policy's
+	// config.inbound.review_due_hours.
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboundReview) Reset() {
+	*x = InboundReview{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundReview) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundReview) ProtoMessage() {}
+
+func (x *InboundReview) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundReview.ProtoReflect.Descriptor instead.
+func (*InboundReview) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *InboundReview) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *InboundReview) GetKeyword() string {
+	if x != nil {
+		return x.Keyword
+	}
+	return ""
+}
+
+func (x *InboundReview) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *InboundReview) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
 var File_consentledger_v1_entry_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconsentledger/v1/entry.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\n" +
+	"\x1cconsentledger/v1/entry.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\n" +
 	"\n" +
 	"\x05Entry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12;\n" +
@@ -1331,7 +1455,8 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x19breach_authority_notified\x18\x1a \x01(\v2).consentledger.v1.BreachAuthorityNotifiedH\x00R\x17breachAuthorityNotified\x12d\n" +
 	"\x18breach_subjects_notified\x18\x1b \x01(\v2(.consentledger.v1.BreachSubjectsNotifiedH\x00R\x16breachSubjectsNotified\x12E\n" +
 	"\rbreach_closed\x18\x1c \x01(\v2\x1e.consentledger.v1.BreachClosedH\x00R\fbreachClosed\x12H\n" +
-	"\x0esubject_erased\x18\x1d \x01(\v2\x1f.consentledger.v1.SubjectErasedH\x00R\rsubjectErasedB\a\n" +
+	"\x0esubject_erased\x18\x1d \x01(\v2\x1f.consentledger.v1.SubjectErasedH\x00R\rsubjectErased\x12H\n" +
+	"\x0einbound_review\x18\x1e \x01(\v2\x1f.consentledger.v1.InboundReviewH\x00R\rinboundReviewB\a\n" +
 	"\x05eventB\x15\n" +
 	"\x13_subject_prev_indexB\x15\n" +
 	"\x13_consent_head_index\"\xbd\x02\n" +
@@ -1343,19 +1468,21 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x0fevidence_digest\x18\x05 \x01(\fR\x0eevidenceDigest\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x125\n" +
-	"\x17double_opt_in_confirmed\x18\a \x01(\bR\x14doubleOptInConfirmed\"\xa0\x01\n" +
+	"\x17double_opt_in_confirmed\x18\a \x01(\bR\x14doubleOptInConfirmed\"\xe0\x01\n" +
 	"\x10ConsentConfirmed\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12;\n" +
 	"\voccurred_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xd2\x01\n" +
+	"occurredAt\x12>\n" +
+	"\rconfirmed_via\x18\x04 \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"\xe8\x01\n" +
 	"\x10ConsentWithdrawn\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12;\n" +
 	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x18\n" +
-	"\akeyword\x18\x05 \x01(\tR\akeyword\"\xd5\x02\n" +
+	"\akeyword\x18\x05 \x01(\tR\akeyword\x12\x14\n" +
+	"\x05scope\x18\x06 \x01(\tR\x05scope\"\xf6\x02\n" +
 	"\vSendRequest\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x1a\n" +
@@ -1365,7 +1492,9 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x13service_window_open\x18\x06 \x01(\bR\x11serviceWindowOpen\x12\x1f\n" +
 	"\vmessage_ref\x18\a \x01(\tR\n" +
 	"messageRef\x12'\n" +
-	"\x0fsubject_country\x18\b \x01(\tR\x0esubjectCountry\"\xfe\x01\n" +
+	"\x0fsubject_country\x18\b \x01(\tR\x0esubjectCountry\x12\x1f\n" +
+	"\vlegal_basis\x18\t \x01(\tR\n" +
+	"legalBasis\"\xfe\x01\n" +
 	"\fSendDecision\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.consentledger.v1.SendRequestR\arequest\x12\x14\n" +
 	"\x05allow\x18\x02 \x01(\bR\x05allow\x12\x18\n" +
@@ -1416,7 +1545,13 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\"`\n" +
 	"\rSubjectErased\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x127\n" +
-	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAtBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\"\xce\x01\n" +
+	"\rInboundReview\x123\n" +
+	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
+	"\akeyword\x18\x02 \x01(\tR\akeyword\x12;\n" +
+	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x121\n" +
+	"\x06due_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_entry_proto_rawDescOnce sync.Once
@@ -1430,7 +1565,7 @@ func file_consentledger_v1_entry_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_entry_proto_rawDescData
 }
 
-var file_consentledger_v1_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_consentledger_v1_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_consentledger_v1_entry_proto_goTypes = []any{
 	(*Entry)(nil),                   // 0: consentledger.v1.Entry
 	(*ConsentGranted)(nil),          // 1: consentledger.v1.ConsentGranted
@@ -1445,12 +1580,13 @@ var file_consentledger_v1_entry_proto_goTypes = []any{
 	(*BreachSubjectsNotified)(nil),  // 10: consentledger.v1.BreachSubjectsNotified
 	(*BreachClosed)(nil),            // 11: consentledger.v1.BreachClosed
 	(*SubjectErased)(nil),           // 12: consentledger.v1.SubjectErased
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(Channel)(0),                    // 14: consentledger.v1.Channel
-	(*Provider)(nil),                // 15: consentledger.v1.Provider
+	(*InboundReview)(nil),           // 13: consentledger.v1.InboundReview
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(Channel)(0),                    // 15: consentledger.v1.Channel
+	(*Provider)(nil),                // 16: consentledger.v1.Provider
 }
 var file_consentledger_v1_entry_proto_depIdxs = []int32{
-	13, // 0: consentledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
+	14, // 0: consentledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: consentledger.v1.Entry.consent_granted:type_name -> consentledger.v1.ConsentGranted
 	2,  // 2: consentledger.v1.Entry.consent_confirmed:type_name -> consentledger.v1.ConsentConfirmed
 	3,  // 3: consentledger.v1.Entry.consent_withdrawn:type_name -> consentledger.v1.ConsentWithdrawn
@@ -1461,27 +1597,32 @@ var file_consentledger_v1_entry_proto_depIdxs = []int32{
 	10, // 8: consentledger.v1.Entry.breach_subjects_notified:type_name -> consentledger.v1.BreachSubjectsNotified
 	11, // 9: consentledger.v1.Entry.breach_closed:type_name -> consentledger.v1.BreachClosed
 	12, // 10: consentledger.v1.Entry.subject_erased:type_name -> consentledger.v1.SubjectErased
-	14, // 11: consentledger.v1.ConsentGranted.channel:type_name -> consentledger.v1.Channel
-	13, // 12: consentledger.v1.ConsentGranted.occurred_at:type_name -> google.protobuf.Timestamp
-	14, // 13: consentledger.v1.ConsentConfirmed.channel:type_name -> consentledger.v1.Channel
-	13, // 14: consentledger.v1.ConsentConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
-	14, // 15: consentledger.v1.ConsentWithdrawn.channel:type_name -> consentledger.v1.Channel
-	13, // 16: consentledger.v1.ConsentWithdrawn.occurred_at:type_name -> google.protobuf.Timestamp
-	14, // 17: consentledger.v1.SendRequest.channel:type_name -> consentledger.v1.Channel
-	15, // 18: consentledger.v1.SendRequest.provider:type_name -> consentledger.v1.Provider
-	4,  // 19: consentledger.v1.SendDecision.request:type_name -> consentledger.v1.SendRequest
-	6,  // 20: consentledger.v1.PolicyPublished.files:type_name -> consentledger.v1.PolicyFile
-	13, // 21: consentledger.v1.BreachDetected.detected_at:type_name -> google.protobuf.Timestamp
-	14, // 22: consentledger.v1.BreachDetected.channels:type_name -> consentledger.v1.Channel
-	13, // 23: consentledger.v1.BreachAuthorityNotified.notified_at:type_name -> google.protobuf.Timestamp
-	13, // 24: consentledger.v1.BreachSubjectsNotified.notified_at:type_name -> google.protobuf.Timestamp
-	13, // 25: consentledger.v1.BreachClosed.closed_at:type_name -> google.protobuf.Timestamp
-	13, // 26: consentledger.v1.SubjectErased.erased_at:type_name -> google.protobuf.Timestamp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	13, // 11: consentledger.v1.Entry.inbound_review:type_name -> consentledger.v1.InboundReview
+	15, // 12: consentledger.v1.ConsentGranted.channel:type_name -> consentledger.v1.Channel
+	14, // 13: consentledger.v1.ConsentGranted.occurred_at:type_name -> google.protobuf.Timestamp
+	15, // 14: consentledger.v1.ConsentConfirmed.channel:type_name -> consentledger.v1.Channel
+	14, // 15: consentledger.v1.ConsentConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
+	15, // 16: consentledger.v1.ConsentConfirmed.confirmed_via:type_name -> consentledger.v1.Channel
+	15, // 17: consentledger.v1.ConsentWithdrawn.channel:type_name -> consentledger.v1.Channel
+	14, // 18: consentledger.v1.ConsentWithdrawn.occurred_at:type_name -> google.protobuf.Timestamp
+	15, // 19: consentledger.v1.SendRequest.channel:type_name -> consentledger.v1.Channel
+	16, // 20: consentledger.v1.SendRequest.provider:type_name -> consentledger.v1.Provider
+	4,  // 21: consentledger.v1.SendDecision.request:type_name -> consentledger.v1.SendRequest
+	6,  // 22: consentledger.v1.PolicyPublished.files:type_name -> consentledger.v1.PolicyFile
+	14, // 23: consentledger.v1.BreachDetected.detected_at:type_name -> google.protobuf.Timestamp
+	15, // 24: consentledger.v1.BreachDetected.channels:type_name -> consentledger.v1.Channel
+	14, // 25: consentledger.v1.BreachAuthorityNotified.notified_at:type_name -> google.protobuf.Timestamp
+	14, // 26: consentledger.v1.BreachSubjectsNotified.notified_at:type_name -> google.protobuf.Timestamp
+	14, // 27: consentledger.v1.BreachClosed.closed_at:type_name -> google.protobuf.Timestamp
+	14, // 28: consentledger.v1.SubjectErased.erased_at:type_name -> google.protobuf.Timestamp
+	15, // 29: consentledger.v1.InboundReview.channel:type_name -> consentledger.v1.Channel
+	14, // 30: consentledger.v1.InboundReview.received_at:type_name -> google.protobuf.Timestamp
+	14, // 31: consentledger.v1.InboundReview.due_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_entry_proto_init() }
@@ -1501,6 +1642,7 @@ func file_consentledger_v1_entry_proto_init() {
 		(*Entry_BreachSubjectsNotified)(nil),
 		(*Entry_BreachClosed)(nil),
 		(*Entry_SubjectErased)(nil),
+		(*Entry_InboundReview)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1508,7 +1650,7 @@ func file_consentledger_v1_entry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_entry_proto_rawDesc), len(file_consentledger_v1_entry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -36,8 +36,12 @@ type DecideRequest struct {
 	// The caller's reference for the message.
 	MessageRef     string `protobuf:"bytes,8,opt,name=message_ref,json=messageRef,proto3" json:"message_ref,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The legal basis of the send: "consent" (default), "contract" (GDPR Art.
+	// 6(1)(b), e.g. a one-time code) or "legal_obligation" (Art. 6(1)(c), e.g.
+	// an Art. 34 breach notice). Never enough for marketing.
+	LegalBasis    string `protobuf:"bytes,10,opt,name=legal_basis,json=legalBasis,proto3" json:"legal_basis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecideRequest) Reset() {
@@ -129,6 +133,13 @@ func (x *DecideRequest) GetMessageRef() string {
 func (x *DecideRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *DecideRequest) GetLegalBasis() string {
+	if x != nil {
+		return x.LegalBasis
 	}
 	return ""
 }
@@ -314,7 +325,7 @@ var File_consentledger_v1_send_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_send_proto_rawDesc = "" +
 	"\n" +
-	"\x1bconsentledger/v1/send.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\"\x8c\x03\n" +
+	"\x1bconsentledger/v1/send.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\"\xad\x03\n" +
 	"\rDecideRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
@@ -325,7 +336,10 @@ const file_consentledger_v1_send_proto_rawDesc = "" +
 	"\x13service_window_open\x18\a \x01(\bR\x11serviceWindowOpen\x12\x1f\n" +
 	"\vmessage_ref\x18\b \x01(\tR\n" +
 	"messageRef\x12'\n" +
-	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\"\x89\x02\n" +
+	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x1f\n" +
+	"\vlegal_basis\x18\n" +
+	" \x01(\tR\n" +
+	"legalBasis\"\x89\x02\n" +
 	"\x0eDecideResponse\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x126\n" +

@@ -49,8 +49,11 @@ type ConsentState struct {
 	// The last allowed SendDecision relying on this consent (for the refresh rule).
 	LastAllowedSendAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_allowed_send_at,json=lastAllowedSendAt,proto3" json:"last_allowed_send_at,omitempty"`
 	LastAllowedSend   *EntryRef              `protobuf:"bytes,14,opt,name=last_allowed_send,json=lastAllowedSend,proto3" json:"last_allowed_send,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The channel on which double opt-in was confirmed (the grant's own channel
+	// for a grant recorded as already confirmed); unspecified if not confirmed.
+	ConfirmedVia  Channel `protobuf:"varint,15,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsentState) Reset() {
@@ -181,6 +184,13 @@ func (x *ConsentState) GetLastAllowedSend() *EntryRef {
 	return nil
 }
 
+func (x *ConsentState) GetConfirmedVia() Channel {
+	if x != nil {
+		return x.ConfirmedVia
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
 // SubjectState is everything the state index knows about one subject.
 type SubjectState struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -190,7 +200,11 @@ type SubjectState struct {
 	// Consent per channel and purpose, sorted by channel then purpose.
 	Consents []*ConsentState `protobuf:"bytes,3,rep,name=consents,proto3" json:"consents,omitempty"`
 	// True once a SubjectErased entry was appended.
-	Erased        bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
+	Erased bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
+	// The latest objection to direct marketing (a ConsentWithdrawn with scope
+	// "all_marketing"), if any, and when it was made.
+	Objection     *EntryRef              `protobuf:"bytes,5,opt,name=objection,proto3" json:"objection,omitempty"`
+	ObjectedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=objected_at,json=objectedAt,proto3" json:"objected_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +265,20 @@ func (x *SubjectState) GetErased() bool {
 		return x.Erased
 	}
 	return false
+}
+
+func (x *SubjectState) GetObjection() *EntryRef {
+	if x != nil {
+		return x.Objection
+	}
+	return nil
+}
+
+func (x *SubjectState) GetObjectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObjectedAt
+	}
+	return nil
 }
 
 // BreachState is the current state of one breach, derived from the log.
@@ -449,7 +477,7 @@ var File_consentledger_v1_state_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconsentledger/v1/state.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x05\n" +
+	"\x1cconsentledger/v1/state.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x06\n" +
 	"\fConsentState\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x16\n" +
@@ -468,13 +496,17 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"withdrawal\x18\f \x01(\v2\x1a.consentledger.v1.EntryRefR\n" +
 	"withdrawal\x12K\n" +
 	"\x14last_allowed_send_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11lastAllowedSendAt\x12F\n" +
-	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\xb1\x01\n" +
+	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\x12>\n" +
+	"\rconfirmed_via\x18\x0f \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"\xa8\x02\n" +
 	"\fSubjectState\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
 	"\x04head\x18\x02 \x01(\v2\x1a.consentledger.v1.EntryRefR\x04head\x12:\n" +
 	"\bconsents\x18\x03 \x03(\v2\x1e.consentledger.v1.ConsentStateR\bconsents\x12\x16\n" +
-	"\x06erased\x18\x04 \x01(\bR\x06erased\"\x84\x05\n" +
+	"\x06erased\x18\x04 \x01(\bR\x06erased\x128\n" +
+	"\tobjection\x18\x05 \x01(\v2\x1a.consentledger.v1.EntryRefR\tobjection\x12;\n" +
+	"\vobjected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"objectedAt\"\x84\x05\n" +
 	"\vBreachState\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x126\n" +
@@ -526,22 +558,25 @@ var file_consentledger_v1_state_proto_depIdxs = []int32{
 	6,  // 6: consentledger.v1.ConsentState.withdrawal:type_name -> consentledger.v1.EntryRef
 	5,  // 7: consentledger.v1.ConsentState.last_allowed_send_at:type_name -> google.protobuf.Timestamp
 	6,  // 8: consentledger.v1.ConsentState.last_allowed_send:type_name -> consentledger.v1.EntryRef
-	6,  // 9: consentledger.v1.SubjectState.head:type_name -> consentledger.v1.EntryRef
-	0,  // 10: consentledger.v1.SubjectState.consents:type_name -> consentledger.v1.ConsentState
-	6,  // 11: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
-	5,  // 12: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
-	4,  // 13: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
-	5,  // 14: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
-	6,  // 15: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
-	5,  // 16: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 17: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
-	6,  // 18: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
-	6,  // 19: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	4,  // 9: consentledger.v1.ConsentState.confirmed_via:type_name -> consentledger.v1.Channel
+	6,  // 10: consentledger.v1.SubjectState.head:type_name -> consentledger.v1.EntryRef
+	0,  // 11: consentledger.v1.SubjectState.consents:type_name -> consentledger.v1.ConsentState
+	6,  // 12: consentledger.v1.SubjectState.objection:type_name -> consentledger.v1.EntryRef
+	5,  // 13: consentledger.v1.SubjectState.objected_at:type_name -> google.protobuf.Timestamp
+	6,  // 14: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
+	5,  // 15: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
+	5,  // 17: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
+	6,  // 18: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
+	5,  // 19: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
+	5,  // 20: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
+	6,  // 21: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
+	6,  // 22: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_state_proto_init() }

@@ -51,6 +51,9 @@ const (
 	// ConsentServiceEraseSubjectProcedure is the fully-qualified name of the ConsentService's
 	// EraseSubject RPC.
 	ConsentServiceEraseSubjectProcedure = "/consentledger.v1.ConsentService/EraseSubject"
+	// ConsentServiceListReviewsProcedure is the fully-qualified name of the ConsentService's
+	// ListReviews RPC.
+	ConsentServiceListReviewsProcedure = "/consentledger.v1.ConsentService/ListReviews"
 )
 
 // ConsentServiceClient is a client for the consentledger.v1.ConsentService service.
@@ -68,6 +71,8 @@ type ConsentServiceClient interface {
 	GetConsent(context.Context, *connect.Request[v1.GetConsentRequest]) (*connect.Response[v1.GetConsentResponse], error)
 	// EraseSubject erases the link between the person and the log (GDPR Art. 17).
 	EraseSubject(context.Context, *connect.Request[v1.EraseSubjectRequest]) (*connect.Response[v1.EraseSubjectResponse], error)
+	// ListReviews lists the inbound messages waiting for a person (HandleInbound action "review").
+	ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error)
 }
 
 // NewConsentServiceClient constructs a client for the consentledger.v1.ConsentService service. By
@@ -117,6 +122,12 @@ func NewConsentServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(consentServiceMethods.ByName("EraseSubject")),
 			connect.WithClientOptions(opts...),
 		),
+		listReviews: connect.NewClient[v1.ListReviewsRequest, v1.ListReviewsResponse](
+			httpClient,
+			baseURL+ConsentServiceListReviewsProcedure,
+			connect.WithSchema(consentServiceMethods.ByName("ListReviews")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -128,6 +139,7 @@ type consentServiceClient struct {
 	handleInbound *connect.Client[v1.HandleInboundRequest, v1.HandleInboundResponse]
 	getConsent    *connect.Client[v1.GetConsentRequest, v1.GetConsentResponse]
 	eraseSubject  *connect.Client[v1.EraseSubjectRequest, v1.EraseSubjectResponse]
+	listReviews   *connect.Client[v1.ListReviewsRequest, v1.ListReviewsResponse]
 }
 
 // RecordOptIn calls consentledger.v1.ConsentService.RecordOptIn.
@@ -160,6 +172,11 @@ func (c *consentServiceClient) EraseSubject(ctx context.Context, req *connect.Re
 	return c.eraseSubject.CallUnary(ctx, req)
 }
 
+// ListReviews calls consentledger.v1.ConsentService.ListReviews.
+func (c *consentServiceClient) ListReviews(ctx context.Context, req *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error) {
+	return c.listReviews.CallUnary(ctx, req)
+}
+
 // ConsentServiceHandler is an implementation of the consentledger.v1.ConsentService service.
 type ConsentServiceHandler interface {
 	// RecordOptIn records that the subject consented to messages on a channel for purposes.
@@ -175,6 +192,8 @@ type ConsentServiceHandler interface {
 	GetConsent(context.Context, *connect.Request[v1.GetConsentRequest]) (*connect.Response[v1.GetConsentResponse], error)
 	// EraseSubject erases the link between the person and the log (GDPR Art. 17).
 	EraseSubject(context.Context, *connect.Request[v1.EraseSubjectRequest]) (*connect.Response[v1.EraseSubjectResponse], error)
+	// ListReviews lists the inbound messages waiting for a person (HandleInbound action "review").
+	ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error)
 }
 
 // NewConsentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -220,6 +239,12 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 		connect.WithSchema(consentServiceMethods.ByName("EraseSubject")),
 		connect.WithHandlerOptions(opts...),
 	)
+	consentServiceListReviewsHandler := connect.NewUnaryHandler(
+		ConsentServiceListReviewsProcedure,
+		svc.ListReviews,
+		connect.WithSchema(consentServiceMethods.ByName("ListReviews")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.ConsentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsentServiceRecordOptInProcedure:
@@ -234,6 +259,8 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 			consentServiceGetConsentHandler.ServeHTTP(w, r)
 		case ConsentServiceEraseSubjectProcedure:
 			consentServiceEraseSubjectHandler.ServeHTTP(w, r)
+		case ConsentServiceListReviewsProcedure:
+			consentServiceListReviewsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -265,4 +292,8 @@ func (UnimplementedConsentServiceHandler) GetConsent(context.Context, *connect.R
 
 func (UnimplementedConsentServiceHandler) EraseSubject(context.Context, *connect.Request[v1.EraseSubjectRequest]) (*connect.Response[v1.EraseSubjectResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.ConsentService.EraseSubject is not implemented"))
+}
+
+func (UnimplementedConsentServiceHandler) ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.ConsentService.ListReviews is not implemented"))
 }
