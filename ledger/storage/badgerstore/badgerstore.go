@@ -133,27 +133,36 @@ func (t tx) Delete(key []byte) error {
 	return nil
 }
 
-// CheckTables opens every table file (*.sst) of the database in dir on its
-// own, before Badger does: Badger opens tables in background goroutines and
-// panics, killing the process, on a truncated or damaged table index. A
-// damaged table is returned here as an error naming the file instead.
-// Block checksums are verified as blocks are read (see Open).
+// CheckTables opens every table file (*.sst) that the database's manifest
+// lists, on its own, before Badger does: Badger opens tables in background
+// goroutines and panics, killing the process, on a truncated or damaged
+// table index. A damaged table is returned here as an error naming the
+// file instead. Tables the manifest does not list (left by a crash while a
+// table was written) are Badger's to remove, and a manifest that cannot be
+// read is left for Badger to report. Block checksums are verified as blocks
+// are read (see Open).
 func CheckTables(dir string) error {
-	names, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	fp, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
 	if err != nil {
-		return err
+		return nil // a new database, or one Badger will refuse with its own error
+	}
+	m, _, err := badger.ReplayManifestFile(fp, 0, badger.DefaultOptions(dir))
+	fp.Close()
+	if err != nil {
+		return nil
 	}
 	pool := z.NewAllocatorPool(1)
 	defer pool.Release()
-	for _, name := range names {
-		if err := checkTable(name, pool); err != nil {
+	for id, tm := range m.Tables {
+		name := table.NewFilename(id, dir)
+		if err := checkTable(name, tm.Compression, pool); err != nil {
 			return fmt.Errorf("table %s is damaged: %v", name, err)
 		}
 	}
 	return nil
 }
 
-func checkTable(name string, pool *z.AllocatorPool) (err error) {
+func checkTable(name string, compression options.CompressionType, pool *z.AllocatorPool) (err error) {
 	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
 	if err != nil && !errors.Is(err, z.NewFile) {
 		return err
@@ -165,7 +174,7 @@ func checkTable(name string, pool *z.AllocatorPool) (err error) {
 	}()
 	def := badger.DefaultOptions("")
 	t, err := table.OpenTable(mf, table.Options{
-		ReadOnly: true, BlockSize: def.BlockSize, Compression: def.Compression,
+		ReadOnly: true, BlockSize: def.BlockSize, Compression: compression,
 		ChkMode: options.NoVerification, AllocPool: pool,
 	})
 	if err != nil {
