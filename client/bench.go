@@ -1,15 +1,20 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
@@ -20,6 +25,15 @@ type BenchOptions struct {
 	Duration    time.Duration // 0 means 10 s
 	Subjects    int           // subjects given consent first; 0 means 10,000
 	Progress    io.Writer     // a line per second, if not nil
+	// Batch, when above 1, sends Batch decisions per DecideBatch call
+	// instead of one Decide per call; rates still count decisions.
+	Batch int
+	// OPA, if set, is the URL of an OPA server (`opa run --server`) loaded
+	// with the same policies: the clients then ask it for
+	// data.consentledger.send.decision with an input this server recorded
+	// for a bench decision, with the same concurrency and timing — the
+	// side-by-side comparison of the policy engine alone.
+	OPA string
 }
 
 // BenchResult is what Bench measured.
@@ -83,6 +97,10 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 	if err, ok := firstErr.Load().(error); ok {
 		return BenchResult{}, fmt.Errorf("record bench opt-ins: %w", err)
 	}
+	call, err := c.benchCall(ctx, o)
+	if err != nil {
+		return BenchResult{}, err
+	}
 	say("deciding with %d clients for %v…", o.Concurrency, o.Duration)
 	var decisions, errs atomic.Int64
 	lat := make([][]time.Duration, o.Concurrency)
@@ -108,14 +126,9 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			req := &pb.DecideRequest{
-				Channel: pb.Channel_CHANNEL_WHATSAPP, Purpose: "marketing", Category: "marketing",
-				Provider: &pb.Provider{Name: "bench-bsp", Region: "EU"}, SubjectTimezone: middayZone(time.Now()),
-			}
 			for n := 0; time.Now().Before(stop); n++ {
-				req.Subject = benchSubject((w*7919 + n) % o.Subjects)
 				t0 := time.Now()
-				_, err := c.Send.Decide(ctx, connect.NewRequest(req))
+				k, err := call(w, n)
 				if err != nil {
 					errs.Add(1)
 					if ctx.Err() != nil {
@@ -124,7 +137,7 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 					continue
 				}
 				lat[w] = append(lat[w], time.Since(t0))
-				decisions.Add(1)
+				decisions.Add(int64(k))
 			}
 		}(w)
 	}
@@ -140,6 +153,92 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 		res.P50, res.P99 = all[len(all)/2], all[len(all)*99/100]
 	}
 	return res, nil
+}
+
+// benchCall returns the function a bench client calls in a loop: one
+// Decide, one DecideBatch of o.Batch, or one OPA query. It returns how many
+// decisions the call made.
+func (c *Client) benchCall(ctx context.Context, o BenchOptions) (func(w, n int) (int, error), error) {
+	decide := func(w, n int) *pb.DecideRequest {
+		return &pb.DecideRequest{
+			Subject: benchSubject((w*7919 + n) % o.Subjects),
+			Channel: pb.Channel_CHANNEL_WHATSAPP, Purpose: "marketing", Category: "marketing",
+			Provider: &pb.Provider{Name: "bench-bsp", Region: "EU"}, SubjectTimezone: middayZone(time.Now()),
+		}
+	}
+	switch {
+	case o.OPA != "":
+		return c.opaCall(ctx, o.OPA, decide(0, 0))
+	case o.Batch > 1:
+		return func(w, n int) (int, error) {
+			reqs := make([]*pb.DecideRequest, o.Batch)
+			for i := range reqs {
+				reqs[i] = decide(w, n*o.Batch+i)
+			}
+			r, err := c.Send.DecideBatch(ctx, connect.NewRequest(&pb.DecideBatchRequest{Requests: reqs}))
+			if err != nil {
+				return 0, err
+			}
+			return len(r.Msg.Results), nil
+		}, nil
+	}
+	return func(w, n int) (int, error) {
+		_, err := c.Send.Decide(ctx, connect.NewRequest(decide(w, n)))
+		return 1, err
+	}, nil
+}
+
+// opaCall records one decision for req on this server, takes the policy
+// input the server recorded with it, and returns a call that asks the OPA
+// server at opaURL to evaluate the same decision on that input.
+func (c *Client) opaCall(ctx context.Context, opaURL string, req *pb.DecideRequest) (func(w, n int) (int, error), error) {
+	r, err := c.Send.Decide(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, fmt.Errorf("record the decision whose input OPA evaluates: %w", err)
+	}
+	idx := r.Msg.Decision.Index
+	er, err := c.Log.GetEntries(ctx, connect.NewRequest(&pb.GetEntriesRequest{Start: idx, Count: 1}))
+	if err != nil {
+		return nil, fmt.Errorf("read decision %d: %w", idx, err)
+	}
+	if len(er.Msg.Entries) != 1 {
+		return nil, fmt.Errorf("the server returned %d entries for decision %d", len(er.Msg.Entries), idx)
+	}
+	var e pb.Entry
+	if err := proto.Unmarshal(er.Msg.Entries[0].Entry, &e); err != nil {
+		return nil, fmt.Errorf("decode decision %d: %w", idx, err)
+	}
+	input := e.GetSendDecision().GetInput()
+	if len(input) == 0 {
+		return nil, fmt.Errorf("decision %d recorded no policy input", idx)
+	}
+	body := append(append([]byte(`{"input":`), input...), '}')
+	u := strings.TrimSuffix(opaURL, "/") + "/v1/data/consentledger/send/decision"
+	want := r.Msg.Allow
+	return func(w, n int) (int, error) {
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := c.HTTP.Do(hr)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Result *struct {
+				Allow bool `json:"allow"`
+			} `json:"result"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return 0, fmt.Errorf("OPA answered %s: %w", resp.Status, err)
+		}
+		if resp.StatusCode != http.StatusOK || out.Result == nil || out.Result.Allow != want {
+			return 0, fmt.Errorf("OPA answered %s with result %+v, want allow=%v", resp.Status, out.Result, want)
+		}
+		return 1, nil
+	}, nil
 }
 
 // middayZone returns an Etc/GMT zone where it is about midday at t, so the

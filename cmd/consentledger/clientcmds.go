@@ -128,20 +128,25 @@ func runExport(args []string) int {
 	return 0
 }
 
-const benchUsage = "usage: consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000] [--server URL] [--token T]"
+const benchUsage = "usage: consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000] [--batch N] [--opa URL] [--server URL] [--token T]"
 
 func runBench(args []string) int {
 	fs := newFlagSet("bench")
 	conc := fs.Int("concurrency", 64, "concurrent clients")
 	dur := fs.Duration("duration", 10*time.Second, "how long to decide")
 	subj := fs.Int("subjects", 10000, "subjects given consent before the run")
+	batch := fs.Int("batch", 1, "decisions per call: above 1, each call is a DecideBatch of this many")
+	opa := fs.String("opa", "", "URL of an OPA server with the same policies: query it instead, with an input this server recorded")
 	newClient := clientFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) > 0 {
 		return usageError(benchUsage, err, pos)
 	}
-	if *conc < 1 || *subj < 1 || *dur <= 0 {
-		return errorf(2, benchUsage, "--concurrency, --subjects and --duration must be positive")
+	if *conc < 1 || *subj < 1 || *dur <= 0 || *batch < 1 {
+		return errorf(2, benchUsage, "--concurrency, --subjects, --batch and --duration must be positive")
+	}
+	if *opa != "" && *batch > 1 {
+		return errorf(2, benchUsage, "--opa and --batch exclude each other: OPA is asked one decision at a time")
 	}
 	c, err := newClient()
 	if err != nil {
@@ -149,7 +154,7 @@ func runBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := c.Bench(ctx, client.BenchOptions{Concurrency: *conc, Duration: *dur, Subjects: *subj, Progress: stderr})
+	res, err := c.Bench(ctx, client.BenchOptions{Concurrency: *conc, Duration: *dur, Subjects: *subj, Progress: stderr, Batch: *batch, OPA: *opa})
 	if err != nil {
 		return rpcError(err)
 	}
