@@ -35,7 +35,7 @@ var soak = flag.Duration("soak", 0, "run the soak test for this long (e.g. 3m); 
 // `.ci/run` runs it for 3 minutes: go test -run TestSoak -soak 3m ./server/
 func TestSoak(t *testing.T) {
 	if *soak == 0 {
-		t.Skip("the soak test runs only with -soak DURATION (.ci/run gives it 3m)")
+		t.Skip("requires -soak DURATION (.ci/run runs it with -soak 3m)")
 	}
 	s := start(t, server.Config{})
 	c, err := client.New(s.url, client.Options{})
