@@ -22,8 +22,9 @@ import (
 //	'b' breach_id         BreachState (state index)
 //	'p'                   PolicyState: the active policy (state index)
 //	'x' hmac(32)          erasable subject table row: salt(32) subject_id
+//	'w' size(8) witness   a witness's cosignature line for the checkpoint of that size
 //
-// 'e', 't', 'm', 'c' and 'l' are the log; 'i', 's', 'b' and 'p' are the
+// 'e', 't', 'm', 'c', 'l' and 'w' are the log; 'i', 's', 'b' and 'p' are the
 // state index, derivable from the entries; 'x' is outside the tree and
 // erasable; 'f' is not derivable (a rebuilt index keeps the fingerprints).
 const (
@@ -39,6 +40,7 @@ const (
 	tabBreach     = 'b'
 	tabPolicy     = 'p'
 	tabTable      = 'x'
+	tabCosig      = 'w'
 )
 
 // stateTables are the tables RebuildState derives from the entries.
@@ -64,6 +66,13 @@ func checkpointKey(size uint64) []byte {
 	k[0] = tabCheckpoint
 	binary.BigEndian.PutUint64(k[1:], size)
 	return k
+}
+
+func cosigKey(size uint64, witness string) []byte {
+	k := make([]byte, 9, 9+len(witness))
+	k[0] = tabCosig
+	binary.BigEndian.PutUint64(k[1:], size)
+	return append(k, witness...)
 }
 
 var metaKey = []byte{tabMeta}
