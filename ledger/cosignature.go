@@ -88,6 +88,8 @@ func (l *Ledger) WithCosignatures(ctx context.Context, c *Checkpoint) ([]byte, i
 	return joinCosignatures(c.Note, cs), len(cs), nil
 }
 
+var errStopScan = errors.New("stop scan")
+
 func joinCosignatures(signed []byte, cs []Cosignature) []byte {
 	out := append([]byte(nil), signed...)
 	for _, c := range cs {
@@ -96,12 +98,13 @@ func joinCosignatures(signed []byte, cs []Cosignature) []byte {
 	return out
 }
 
-// CosignedCheckpoints calls fn for every kept checkpoint, in order of size,
-// with its note carrying the stored cosignatures.
-func (l *Ledger) CosignedCheckpoints(ctx context.Context, fn func(c *Checkpoint, cosigned []byte) error) error {
+// CosignedCheckpoints calls fn for the kept checkpoints of size start or
+// larger, at most limit of them (0: all), in order of size, each with its
+// note carrying the stored cosignatures.
+func (l *Ledger) CosignedCheckpoints(ctx context.Context, start uint64, limit int, fn func(c *Checkpoint, cosigned []byte) error) error {
 	return l.store.View(ctx, func(tx storage.ReadTx) error {
 		all := map[uint64][]Cosignature{}
-		err := tx.Scan([]byte{tabCosig}, storage.PrefixEnd([]byte{tabCosig}), func(k, v []byte) error {
+		err := tx.Scan(cosigKey(start, ""), storage.PrefixEnd([]byte{tabCosig}), func(k, v []byte) error {
 			size := binary.BigEndian.Uint64(k[1:9])
 			all[size] = append(all[size], Cosignature{Size: size, Witness: string(k[9:]), Line: append([]byte(nil), v...)})
 			return nil
@@ -109,12 +112,21 @@ func (l *Ledger) CosignedCheckpoints(ctx context.Context, fn func(c *Checkpoint,
 		if err != nil {
 			return err
 		}
-		return tx.Scan([]byte{tabCheckpoint}, storage.PrefixEnd([]byte{tabCheckpoint}), func(k, v []byte) error {
+		n := 0
+		err = tx.Scan(checkpointKey(start), storage.PrefixEnd([]byte{tabCheckpoint}), func(k, v []byte) error {
+			if limit > 0 && n >= limit {
+				return errStopScan
+			}
+			n++
 			c, err := l.parseCheckpoint(v)
 			if err != nil {
 				return err
 			}
 			return fn(c, joinCosignatures(c.Note, all[c.Size]))
 		})
+		if errors.Is(err, errStopScan) {
+			return nil
+		}
+		return err
 	})
 }

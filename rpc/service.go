@@ -32,6 +32,10 @@ type Options struct {
 	OnDecision func(allow bool, reasons []string)
 	// DataDir is the ledger's data directory, for backups; empty disables Backup.
 	DataDir string
+	// Witnesses, if set, reports the configured witnesses (GetCheckpoint shows them).
+	Witnesses func() []WitnessInfo
+	// WitnessQuorum is the operator's witness quorum, shown by GetCheckpoint.
+	WitnessQuorum int
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -45,6 +49,9 @@ type Service struct {
 	onDec   func(allow bool, reasons []string)
 	dataDir string
 	active  atomic.Pointer[activePolicy]
+
+	witnesses func() []WitnessInfo
+	quorum    int
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -71,7 +78,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir,
+		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}

@@ -162,6 +162,16 @@ func New(l Log, opts Options) (*Submitter, error) {
 	return s, nil
 }
 
+// VKey returns the configured verifier key of the named witness.
+func (s *Submitter) VKey(name string) string {
+	for _, w := range s.ws {
+		if w.Name == name {
+			return w.VKey
+		}
+	}
+	return ""
+}
+
 // Status returns the state of every witness, in configuration order.
 func (s *Submitter) Status() []Status {
 	out := make([]Status, len(s.ws))
