@@ -19,7 +19,7 @@ func startWitnesses(ctx context.Context, cfg Config, l *ledger.Ledger, log *slog
 	if len(cfg.Witnesses) == 0 {
 		return nil, func() {}, nil
 	}
-	s, err := witness.New(l, witness.Options{Witnesses: cfg.Witnesses, Interval: cfg.WitnessInterval, Logger: log, Now: cfg.Now})
+	s, err := witness.New(l, witness.Options{Witnesses: cfg.Witnesses, Interval: cfg.WitnessInterval, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
