@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/consentledger/consentledger/client"
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/ledger/witness"
 	"github.com/consentledger/consentledger/ledger/witness/litewitnesstest"
@@ -294,5 +296,99 @@ func TestWitnessConfigRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "witness") {
 			t.Errorf("Run(%+v) = %v, want a witness configuration error", cfg.Witnesses, err)
 		}
+	}
+}
+
+// TestWitnessedEvidence: `consentledger evidence --witnessed` waits for a
+// cosigned checkpoint and proves the decision in it (field 1); --upgrade
+// adds a later cosigned checkpoint to a bundle whose checkpoint has none
+// (field 7).
+func TestWitnessedEvidence(t *testing.T) {
+	s, w1, w2, logKey := witnessedServer(t)
+	cl, err := client.New(s.url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	both, _ := verifier.ParseWitnesses([]string{w1.VKey, w2.VKey}, 0)
+	optIn(t, s, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	d := decide(t, s, waMarketing(anna))
+
+	var progress strings.Builder
+	b, err := cl.WitnessedEvidence(ctx, d.Decision.Index, 30*time.Second, &progress)
+	if err != nil {
+		t.Fatalf("WitnessedEvidence: %v (%s)", err, progress.String())
+	}
+	rep, err := verifier.VerifyEvidenceWitnessed(ctx, b, logKey, both)
+	if err != nil || rep.Witness.Upgraded || len(rep.Witness.Cosignatures) != 2 {
+		t.Fatalf("witnessed bundle: %v, %+v", err, rep.Witness)
+	}
+
+	// An old bundle: the cosignatures stripped from its checkpoint, which
+	// keeps the log's own signature valid.
+	var old pb.EvidenceBundle
+	if err := protojson.Unmarshal(b, &old); err != nil {
+		t.Fatal(err)
+	}
+	note := old.Checkpoint
+	for _, w := range []string{"w1.example/witness", "w2.example/witness"} {
+		i := strings.Index(note, "— "+w+" ")
+		j := i + strings.Index(note[i:], "\n") + 1
+		note = note[:i] + note[j:]
+	}
+	old.Checkpoint = note
+	oldJSON, _ := protojson.Marshal(&old)
+	if _, err := verifier.VerifyEvidenceWitnessed(ctx, oldJSON, logKey, both); err == nil {
+		t.Fatal("a bundle without cosignatures passed the witness check")
+	}
+	decide(t, s, waMarketing(anna)) // the log grows: the upgrade needs a consistency proof
+	waitCosigned(t, s, d.Decision.Index+2, 2)
+	up, err := cl.UpgradeEvidence(ctx, oldJSON, 30*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = verifier.VerifyEvidenceWitnessed(ctx, up, logKey, both)
+	if err != nil || !rep.Witness.Upgraded || rep.Witness.Size <= d.Decision.Index+1 {
+		t.Fatalf("upgraded bundle: %v, %+v", err, rep.Witness)
+	}
+	// A consistency proof that does not hold fails the upgrade.
+	var bad pb.EvidenceBundle
+	protojson.Unmarshal(up, &bad)
+	bad.Witnessed.ConsistencyProof[0][0] ^= 1
+	badJSON, _ := protojson.Marshal(&bad)
+	if _, err := verifier.VerifyEvidenceWitnessed(ctx, badJSON, logKey, both); err == nil || !strings.Contains(err.Error(), "does not extend") {
+		t.Errorf("a bad field-7 proof: %v", err)
+	}
+
+	// No witnesses configured: an immediate, clear error.
+	plain := start(t, server.Config{})
+	pc, _ := client.New(plain.url, client.Options{})
+	optIn(t, plain, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	pd := decide(t, plain, waMarketing(anna))
+	if _, err := pc.WitnessedEvidence(ctx, pd.Decision.Index, time.Second, io.Discard); !errors.Is(err, client.ErrNoWitnesses) {
+		t.Errorf("without witnesses: %v", err)
+	}
+}
+
+// TestWitnessedEvidenceTimesOut: witnesses that never cosign (the log is
+// not registered with them) make --witnessed give up after --wait, saying
+// why.
+func TestWitnessedEvidenceTimesOut(t *testing.T) {
+	w1 := litewitnesstest.Start(t, "w1.example/witness")
+	s := start(t, server.Config{Origin: witnessedOrigin, WitnessInterval: 100 * time.Millisecond, Witnesses: []witness.Witness{{Name: "w1", URL: w1.URL, VKey: w1.VKey}}})
+	cl, _ := client.New(s.url, client.Options{})
+	optIn(t, s, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	d := decide(t, s, waMarketing(anna))
+	var progress strings.Builder
+	start := time.Now()
+	_, err := cl.WitnessedEvidence(context.Background(), d.Decision.Index, 1500*time.Millisecond, &progress)
+	if err == nil || !strings.Contains(err.Error(), "within 1.5s") || !strings.Contains(err.Error(), "w1: last cosigned size 0, last error: ") {
+		t.Fatalf("error %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("gave up after %v, want about 1.5 s", el)
+	}
+	if !strings.HasPrefix(progress.String(), "waiting up to 1.5s for 1 witness cosignatures on a checkpoint that covers decision ") {
+		t.Errorf("progress %q", progress.String())
 	}
 }
