@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -390,5 +391,55 @@ func TestWitnessedEvidenceTimesOut(t *testing.T) {
 	}
 	if !strings.HasPrefix(progress.String(), "waiting up to 1.5s for 1 witness cosignatures on a checkpoint that covers decision ") {
 		t.Errorf("progress %q", progress.String())
+	}
+}
+
+// TestLitewitnessAuditAndClock: an export carries every kept checkpoint
+// with its cosignatures, and the audit bounds each entry's time by them; a
+// decision recorded by a clock ahead of the witnesses' is a finding, in the
+// audit and in its evidence.
+func TestLitewitnessAuditAndClock(t *testing.T) {
+	s, w1, w2, logKey := witnessedServer(t)
+	cl, _ := client.New(s.url, client.Options{})
+	ctx := context.Background()
+	both, _ := verifier.ParseWitnesses([]string{w1.VKey, w2.VKey}, 0)
+	three, _ := verifier.ParseWitnesses([]string{w1.VKey, w2.VKey}, 3)
+	optIn(t, s, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	d := decide(t, s, waMarketing(anna))
+	waitCosigned(t, s, d.Decision.Index+1, 2)
+	exportLog := func() []byte {
+		var buf bytes.Buffer
+		if _, err := cl.Export(ctx, &buf, nil); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	exp := exportLog()
+	rep, err := verifier.AuditWitnessed(ctx, bytes.NewReader(exp), logKey, both, nil)
+	if err != nil {
+		t.Fatalf("audit with witnesses: %v", err)
+	}
+	if rep.Witness == nil || rep.Witness.Size < d.Decision.Index+1 || len(rep.Witness.Cosignatures) != 2 || !strings.Contains(rep.Text(), "witnessed by w2.example/witness at ") {
+		t.Errorf("audit report:\n%s", rep.Text())
+	}
+	if _, err := verifier.AuditWitnessed(ctx, bytes.NewReader(exp), logKey, three, nil); err == nil || !strings.Contains(err.Error(), "the quorum cannot be met") {
+		t.Errorf("audit with quorum 3: %v", err)
+	}
+	// Without --witness the audit is as before, and reads the v2 export.
+	if _, err := verifier.Audit(ctx, bytes.NewReader(exp), logKey, nil); err != nil {
+		t.Errorf("plain audit of a v2 export: %v", err)
+	}
+
+	// The operator's clock runs an hour ahead of the witnesses'.
+	s.clock.Set(time.Now().Add(time.Hour))
+	late := decide(t, s, waMarketing(anna))
+	cp := waitCosigned(t, s, late.Decision.Index+1, 2)
+	if _, err := verifier.VerifyEvidenceWitnessed(ctx, bundleJSON(t, s, late.Decision.Index, cp.Size), logKey, both); err == nil || !strings.Contains(err.Error(), "the operator's clock is not true") {
+		t.Errorf("evidence of a decision recorded after the witnesses saw it: %v", err)
+	}
+	rep, err = verifier.AuditWitnessed(ctx, bytes.NewReader(exportLog()), logKey, both, nil)
+	var ae *verifier.AuditError
+	if !errors.As(err, &ae) || ae.First.Check != verifier.AuditWitness || ae.First.Index != late.Decision.Index {
+		t.Fatalf("audit: %v, want a witness finding at #%d", err, late.Decision.Index)
 	}
 }

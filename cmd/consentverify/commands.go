@@ -149,12 +149,14 @@ func runAudit(args []string) int {
 	ctx, cancel := interruptible()
 	defer cancel()
 	p := &progress{w: stderr, verb: "audited", start: time.Now()}
-	rep, err := verifier.Audit(ctx, f, vkey, p.update)
+	var rep *verifier.AuditReport
+	if c.witnesses != nil {
+		rep, err = verifier.AuditWitnessed(ctx, f, vkey, c.witnesses, p.update)
+	} else {
+		rep, err = verifier.Audit(ctx, f, vkey, p.update)
+	}
 	p.finish()
 	if rep != nil {
-		if code, done := c.witnessReport(rep.Text, rep, pos[0], vkey, err); done {
-			return code
-		}
 		c.report(rep.Text, rep)
 	}
 	return verdict(err, exportHint)

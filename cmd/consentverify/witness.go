@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
-	"github.com/consentledger/consentledger/export"
 	"github.com/consentledger/consentledger/verifier"
 )
 
@@ -29,23 +25,4 @@ func (c *common) printWitnessed(text func() string, rep any, raw []byte, vkey, s
 	}
 	c.report(func() string { return text() + wr.Text(subject) }, witnessed{Report: rep, Witness: wr})
 	return verdict(werr, "")
-}
-
-// witnessReport prints an audit's report with the witness check of the
-// export's checkpoint when witness keys were given; done is false when
-// there is nothing to add (the caller prints as usual).
-func (c *common) witnessReport(text func() string, rep any, file, vkey string, auditErr error) (int, bool) {
-	if c.witnesses == nil || auditErr != nil {
-		return 0, false
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return errorWithHint(2, err.Error(), exportHint), true
-	}
-	defer f.Close()
-	er, err := export.NewReader(f)
-	if err != nil {
-		return errorWithHint(2, fmt.Sprintf("%s: %v", file, err), exportHint), true
-	}
-	return c.printWitnessed(text, rep, er.Checkpoint, vkey, "every entry of this export"), true
 }
