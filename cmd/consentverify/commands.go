@@ -70,7 +70,7 @@ func (c *common) parseWitnesses() int {
 	}
 	keys := make([]string, len(*c.witnessKeys))
 	for i, k := range *c.witnessKeys {
-		v, err := readKey(k)
+		v, err := readWitnessKey(k)
 		if err != nil {
 			return errorWithHint(2, err.Error(), witnessHint)
 		}
