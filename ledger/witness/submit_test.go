@@ -428,3 +428,37 @@ func TestDownWitnessDoesNotBlock(t *testing.T) {
 		t.Errorf("hung witness status %+v", st)
 	}
 }
+
+// TestRunSignsWhenTheLogGrows: with the ledger's own signing off, the
+// submitter signs a checkpoint of a grown log within Interval and gets it
+// cosigned.
+func TestRunSignsWhenTheLogGrows(t *testing.T) {
+	l := newLedger(t) // CheckpointInterval -1: no background signing
+	fw, srv := newFakeWitness(t, "w1.example", l)
+	grow(t, l, 1)
+	s, err := New(l, Options{Witnesses: []Witness{{Name: "w1", URL: srv.URL, VKey: fw.vkey}}, Interval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := range 3 {
+		appended++
+		d := sha256.Sum256([]byte(fmt.Sprint("run", i)))
+		e := &pb.Entry{Actor: "legal", Event: &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{
+			Files: []*pb.PolicyFile{{Name: "send.rego", Content: fmt.Sprintf("package run%d", i)}}, Digest: fmt.Sprintf("sha256:%x", d)}}}
+		if _, err := l.Append(context.Background(), &ledger.Request{Entry: e}); err != nil {
+			t.Fatal(err)
+		}
+		want := l.Size()
+		deadline := time.Now().Add(5 * time.Second)
+		for s.Status()[0].LastCosignedSize < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("size %d was not signed and cosigned: latest %d, %+v", want, l.LatestCheckpoint().Size, s.Status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -196,16 +196,20 @@ func (s *Submitter) Run(ctx context.Context) {
 	defer wg.Wait()
 	tick := time.NewTicker(min(MinSubmitGap, s.opts.Interval))
 	defer tick.Stop()
-	lastSigned := s.opts.Now()
+	// lastSize and since: the latest checkpoint's size, and when it was
+	// first seen; a log that grew without a new checkpoint for Interval
+	// gets one signed here.
+	var lastSize uint64
+	since := s.opts.Now()
 	for {
-		if cp := s.log.LatestCheckpoint(); cp != nil && s.log.Size() > cp.Size && s.opts.Now().Sub(lastSigned) >= s.opts.Interval {
+		if cp := s.log.LatestCheckpoint(); cp != nil && s.log.Size() > cp.Size && s.opts.Now().Sub(since) >= s.opts.Interval {
 			if _, err := s.log.SignCheckpoint(ctx); err != nil && ctx.Err() == nil {
 				s.opts.Logger.Error("witness: sign a checkpoint to submit", "err", err)
 			}
 		}
 		if cp := s.log.LatestCheckpoint(); cp != nil {
-			if cp.Size > 0 {
-				lastSigned = s.opts.Now()
+			if cp.Size != lastSize {
+				lastSize, since = cp.Size, s.opts.Now()
 			}
 			for _, w := range s.ws {
 				if s.due(w, cp) {
