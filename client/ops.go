@@ -28,15 +28,26 @@ func (c *Client) Evidence(ctx context.Context, index uint64) ([]byte, error) {
 }
 
 // Export writes the whole log in the export format (package export): a
-// checkpoint signed now, then every entry it covers. progress, if not nil,
-// gets a line every second.
+// checkpoint signed now, every checkpoint the server kept up to it with the
+// witness cosignatures stored for it (format v2; v1 from a server without
+// ListCheckpoints), then every entry it covers. progress, if not nil, gets
+// a line every second.
 func (c *Client) Export(ctx context.Context, w io.Writer, progress io.Writer) (uint64, error) {
 	cp, err := c.Log.GetCheckpoint(ctx, connect.NewRequest(&pb.GetCheckpointRequest{Sign: true}))
 	if err != nil {
 		return 0, err
 	}
 	size := cp.Msg.Size
-	ew, err := export.NewWriter(w, []byte(cp.Msg.Checkpoint), size)
+	kept, err := c.keptCheckpoints(ctx, size)
+	var ew *export.Writer
+	switch {
+	case connect.CodeOf(err) == connect.CodeUnimplemented:
+		ew, err = export.NewWriter(w, []byte(cp.Msg.Checkpoint), size)
+	case err != nil:
+		return 0, err
+	default:
+		ew, err = export.NewWriterV2(w, []byte(cp.Msg.Checkpoint), size, kept)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -74,4 +85,30 @@ func (c *Client) Export(ctx context.Context, w io.Writer, progress io.Writer) (u
 		fmt.Fprintf(progress, "exported %d entries and the checkpoint of size %d in %v\n", size, size, time.Since(start).Round(time.Millisecond))
 	}
 	return size, nil
+}
+
+// keptCheckpoints returns every kept checkpoint up to size, with its
+// cosignatures, in order of size.
+func (c *Client) keptCheckpoints(ctx context.Context, size uint64) ([][]byte, error) {
+	var out [][]byte
+	for next := uint64(0); next <= size; {
+		r, err := c.Log.ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{StartSize: next, Count: 1000}))
+		if err != nil {
+			return nil, err
+		}
+		if len(r.Msg.Checkpoints) == 0 {
+			break
+		}
+		for _, cp := range r.Msg.Checkpoints {
+			if cp.Size < next {
+				return nil, fmt.Errorf("the server listed the checkpoint of size %d after asking from %d", cp.Size, next)
+			}
+			if cp.Size > size {
+				return out, nil
+			}
+			out = append(out, []byte(cp.Checkpoint))
+			next = cp.Size + 1
+		}
+	}
+	return out, nil
 }

@@ -12,6 +12,19 @@
 // The checkpoint comes first so that a reader knows how many entries to
 // expect and which root they must produce; it is not trusted until verified
 // against a pinned key.
+//
+// Version 2 (DESIGN §13) adds, between the checkpoint and the entries, every
+// checkpoint the log kept up to that size, each with its witness
+// cosignatures, so that an audit can bound each entry's time by the first
+// witnessed checkpoint that includes it:
+//
+//	"consentledger-export v2\n"
+//	uvarint(len) checkpoint               as in v1
+//	uvarint(n)                            how many kept checkpoints follow
+//	uvarint(len) checkpoint … n times     each a signed note with its cosignature lines, by size
+//	uvarint(len) entry 0 …                as in v1
+//
+// A Reader reads both versions; v1 exports carry no kept checkpoints.
 package export
 
 import (
@@ -22,13 +35,18 @@ import (
 	"io"
 )
 
-// Magic is the first line of an export.
-const Magic = "consentledger-export v1\n"
+// Magic is the first line of a version 1 export; MagicV2 of version 2.
+const (
+	Magic   = "consentledger-export v1\n"
+	MagicV2 = "consentledger-export v2\n"
+)
 
 // Limits a Reader enforces on untrusted input.
 const (
 	MaxCheckpointBytes = 64 << 10
 	MaxEntryBytes      = 8 << 20
+	// MaxCheckpoints bounds the kept checkpoints of a v2 export.
+	MaxCheckpoints = 1 << 20
 )
 
 // ErrFormat is wrapped by every error about malformed export input.
@@ -50,6 +68,33 @@ func NewWriter(w io.Writer, checkpoint []byte, size uint64) (*Writer, error) {
 	}
 	if err := ew.record(checkpoint); err != nil {
 		return nil, err
+	}
+	return ew, nil
+}
+
+// NewWriterV2 writes a version 2 export: the magic line, the checkpoint of
+// size entries and the kept checkpoints (signed notes with their
+// cosignatures, in order of size); the caller then writes exactly size
+// entries and calls Close.
+func NewWriterV2(w io.Writer, checkpoint []byte, size uint64, kept [][]byte) (*Writer, error) {
+	if len(kept) > MaxCheckpoints {
+		return nil, fmt.Errorf("export: %d kept checkpoints, more than the format's limit of %d", len(kept), MaxCheckpoints)
+	}
+	ew := &Writer{w: bufio.NewWriterSize(w, 1<<20), want: size}
+	if _, err := ew.w.WriteString(MagicV2); err != nil {
+		return nil, err
+	}
+	if err := ew.record(checkpoint); err != nil {
+		return nil, err
+	}
+	n := binary.PutUvarint(ew.buf[:], uint64(len(kept)))
+	if _, err := ew.w.Write(ew.buf[:n]); err != nil {
+		return nil, err
+	}
+	for _, c := range kept {
+		if err := ew.record(c); err != nil {
+			return nil, err
+		}
 	}
 	return ew, nil
 }
@@ -85,15 +130,20 @@ func (w *Writer) Close() error {
 type Reader struct {
 	r          *bufio.Reader
 	Checkpoint []byte // the checkpoint note, untrusted until verified
-	next       uint64
+	// Kept are the kept checkpoints of a v2 export (nil for v1), each a
+	// signed note with its cosignature lines, untrusted until verified.
+	Kept [][]byte
+	// Version is 1 or 2, from the magic line.
+	Version int
+	next    uint64
 }
 
 // NewReader reads the magic line and the checkpoint.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic := make([]byte, len(Magic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != Magic {
-		return nil, fmt.Errorf("%w: not a consentledger export (first line is not %q)", ErrFormat, Magic[:len(Magic)-1])
+	if _, err := io.ReadFull(br, magic); err != nil || (string(magic) != Magic && string(magic) != MagicV2) {
+		return nil, fmt.Errorf("%w: not a consentledger export (first line is not %q or %q)", ErrFormat, Magic[:len(Magic)-1], MagicV2[:len(MagicV2)-1])
 	}
 	er := &Reader{r: br}
 	cp, err := er.record(MaxCheckpointBytes)
@@ -103,7 +153,28 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	er.Checkpoint = cp
+	er.Checkpoint, er.Version = cp, 1
+	if string(magic) == MagicV2 {
+		er.Version = 2
+		n, err := readCanonicalUvarint(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: count of kept checkpoints: %v", ErrFormat, err)
+		}
+		if n > MaxCheckpoints {
+			return nil, fmt.Errorf("%w: %d kept checkpoints exceed the limit of %d", ErrFormat, n, MaxCheckpoints)
+		}
+		er.Kept = make([][]byte, 0, min(n, 1024))
+		for i := uint64(0); i < n; i++ {
+			c, err := er.record(MaxCheckpointBytes)
+			if err == io.EOF {
+				err = fmt.Errorf("%w: %d of %d kept checkpoints", ErrFormat, i, n)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("kept checkpoint %d: %w", i, err)
+			}
+			er.Kept = append(er.Kept, c)
+		}
+	}
 	return er, nil
 }
 

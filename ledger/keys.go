@@ -23,8 +23,9 @@ import (
 //	'p'                   PolicyState: the active policy (state index)
 //	'r' index(8)          EntryRef of an InboundReview (state index)
 //	'x' hmac(32)          erasable subject table row: salt(32) subject_id
+//	'w' size(8) witness   a witness's cosignature line for the checkpoint of that size
 //
-// 'e', 't', 'm', 'c' and 'l' are the log; 'i', 's', 'b' and 'p' are the
+// 'e', 't', 'm', 'c', 'l' and 'w' are the log; 'i', 's', 'b' and 'p' are the
 // state index, derivable from the entries; 'x' is outside the tree and
 // erasable; 'f' is not derivable (a rebuilt index keeps the fingerprints).
 const (
@@ -41,6 +42,7 @@ const (
 	tabPolicy     = 'p'
 	tabReview     = 'r'
 	tabTable      = 'x'
+	tabCosig      = 'w'
 )
 
 // stateTables are the tables RebuildState derives from the entries.
@@ -73,6 +75,13 @@ func checkpointKey(size uint64) []byte {
 	k[0] = tabCheckpoint
 	binary.BigEndian.PutUint64(k[1:], size)
 	return k
+}
+
+func cosigKey(size uint64, witness string) []byte {
+	k := make([]byte, 9, 9+len(witness))
+	k[0] = tabCosig
+	binary.BigEndian.PutUint64(k[1:], size)
+	return append(k, witness...)
 }
 
 var metaKey = []byte{tabMeta}

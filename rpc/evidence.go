@@ -17,7 +17,15 @@ const maxChain = 10000
 // consent events from the grant the decision relied on up to the consent
 // head it names, oldest first; and the policy entry — each as stored bytes
 // with its inclusion proof in that checkpoint.
+//
+// The checkpoint carries the witness cosignatures stored for its size.
 func Evidence(ctx context.Context, l *ledger.Ledger, index uint64) (*pb.EvidenceBundle, error) {
+	return EvidenceAt(ctx, l, index, 0)
+}
+
+// EvidenceAt is [Evidence] in the kept checkpoint of exactly size (0: the
+// latest, signing one first when the decision is newer).
+func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.EvidenceBundle, error) {
 	data, err := l.Entry(ctx, index)
 	if err != nil {
 		return nil, err
@@ -31,10 +39,21 @@ func Evidence(ctx context.Context, l *ledger.Ledger, index uint64) (*pb.Evidence
 		return nil, fmt.Errorf("%w: entry %d is not a send decision", ledger.ErrInvalid, index)
 	}
 	cp := l.LatestCheckpoint()
-	if cp.Size <= index {
+	if size > 0 {
+		if cp, err = l.CheckpointAt(ctx, size); err != nil {
+			return nil, err
+		}
+		if cp.Size <= index {
+			return nil, fmt.Errorf("%w: the checkpoint of size %d does not include decision %d", ledger.ErrInvalid, size, index)
+		}
+	} else if cp.Size <= index {
 		if cp, err = l.SignCheckpoint(ctx); err != nil {
 			return nil, err
 		}
+	}
+	cosigned, _, err := l.WithCosignatures(ctx, cp)
+	if err != nil {
+		return nil, err
 	}
 	prove := func(i uint64, data []byte) (*pb.ProvenEntry, error) {
 		p, err := l.InclusionProof(ctx, i, cp.Size)
@@ -43,7 +62,7 @@ func Evidence(ctx context.Context, l *ledger.Ledger, index uint64) (*pb.Evidence
 		}
 		return &pb.ProvenEntry{Index: i, Entry: data, InclusionProof: p}, nil
 	}
-	b := &pb.EvidenceBundle{Checkpoint: string(cp.Note)}
+	b := &pb.EvidenceBundle{Checkpoint: string(cosigned)}
 	if b.Decision, err = prove(index, data); err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func (h *logHandler) GetCheckpoint(ctx context.Context, r *connect.Request[pb.Ge
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&pb.GetCheckpointResponse{Checkpoint: string(c.Note), Size: c.Size, RootHash: c.Root}), nil
+	return h.s.checkpointResponse(ctx, c)
 }
 
 // LogEntryOf returns the API view of stored entry bytes.
@@ -109,7 +109,7 @@ func (h *logHandler) GetConsistencyProof(ctx context.Context, r *connect.Request
 }
 
 func (h *logHandler) GetEvidence(ctx context.Context, r *connect.Request[pb.GetEvidenceRequest]) (*connect.Response[pb.GetEvidenceResponse], error) {
-	b, err := Evidence(ctx, h.s.l, r.Msg.DecisionIndex)
+	b, err := EvidenceAt(ctx, h.s.l, r.Msg.DecisionIndex, r.Msg.Size)
 	if err != nil {
 		return nil, toConnect(err)
 	}

@@ -71,6 +71,7 @@ var procedureRoles = map[string][]string{
 	"/consentledger.v1.LogService/GetConsistencyProof":            {RoleAuditor},
 	"/consentledger.v1.LogService/GetEvidence":                    {RoleAuditor},
 	"/consentledger.v1.LogService/WatchEntries":                   {RoleAuditor},
+	"/consentledger.v1.LogService/ListCheckpoints":                {RoleAuditor},
 }
 
 // Allowed reports whether role may call procedure. Procedures this package

@@ -36,6 +36,10 @@ type Options struct {
 	// identity, support, how to opt out, privacy notice, DPO); empty fields
 	// are left out of the reply.
 	Contact policies.Contact
+	// Witnesses, if set, reports the configured witnesses (GetCheckpoint shows them).
+	Witnesses func() []WitnessInfo
+	// WitnessQuorum is the operator's witness quorum, shown by GetCheckpoint.
+	WitnessQuorum int
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -50,6 +54,9 @@ type Service struct {
 	dataDir string
 	contact policies.Contact
 	active  atomic.Pointer[activePolicy]
+
+	witnesses func() []WitnessInfo
+	quorum    int
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -76,7 +83,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact,
+		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/consentledger/consentledger/policies"
+	"github.com/consentledger/consentledger/ledger/witness"
 	"github.com/consentledger/consentledger/rpc"
 )
 
@@ -49,6 +50,17 @@ type Config struct {
 	// out, the privacy notice and the data protection officer (GDPR Art.
 	// 13, 21(4)). Fields left empty are left out of the reply.
 	Contact ContactConfig `yaml:"contact"`
+	// Witnesses are the C2SP tlog-witnesses every new checkpoint is
+	// submitted to (DESIGN §13); none means no witnessing.
+	Witnesses []witness.Witness `yaml:"witnesses"`
+	// WitnessQuorum is how many cosignatures make a checkpoint witnessed
+	// (shown by GetCheckpoint, awaited by `evidence --witnessed`); 0 means
+	// all the witnesses.
+	WitnessQuorum int `yaml:"witness_quorum"`
+	// WitnessInterval is the longest a grown log waits before a checkpoint
+	// is submitted, and the retry delay of a failed witness (a Go duration
+	// such as 10s); 0 means 10s.
+	WitnessInterval time.Duration `yaml:"witness_interval"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -118,6 +130,15 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 4 << 20
+	}
+	if c.WitnessQuorum < 0 || c.WitnessQuorum > len(c.Witnesses) {
+		return nil, fmt.Errorf("config: witness_quorum %d cannot be met by %d witnesses: give a number from 1 to %d", c.WitnessQuorum, len(c.Witnesses), len(c.Witnesses))
+	}
+	if c.WitnessQuorum == 0 {
+		c.WitnessQuorum = len(c.Witnesses)
+	}
+	if c.WitnessInterval < 0 {
+		return nil, fmt.Errorf("config: witness_interval %v is negative", c.WitnessInterval)
 	}
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {

@@ -50,8 +50,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			log.Error("close ledger", "err", err)
 		}
 	}()
+	wit, stopWitnesses, err := startWitnesses(ctx, cfg, l, log)
+	if err != nil {
+		return err
+	}
+	defer stopWitnesses()
 	m := newMetrics(l, log)
-	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir, Contact: cfg.Contact.policyContact()})
+	// Witness timestamps are on the witnesses' clocks: ages use the real one.
+	m.witnesses(wit, nil)
+	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir,
+		Contact: cfg.Contact.policyContact(), Witnesses: witnessInfo(wit), WitnessQuorum: cfg.WitnessQuorum})
 	if err != nil {
 		return err
 	}

@@ -158,6 +158,7 @@ type scanner struct {
 	mu       sync.Mutex
 	findings []Finding
 	total    int
+	wit      *auditWitness // the witness check, with pinned witness keys
 	jobs     chan replayJob
 	wg       sync.WaitGroup
 	replayed uint64 // under mu
@@ -190,6 +191,11 @@ var zeroLeaf = make([]byte, hashSize)
 // scan reads and checks the whole export; replay says whether decisions are
 // replayed.
 func scan(ctx context.Context, r io.Reader, vkey string, replay bool, progress func(done, total uint64)) (*scanner, error) {
+	return scanWith(ctx, r, vkey, replay, progress, nil)
+}
+
+// scanWith is scan with the witness check when w is not nil.
+func scanWith(ctx context.Context, r io.Reader, vkey string, replay bool, progress func(done, total uint64), w *Witnesses) (*scanner, error) {
 	key, err := ParseKey(vkey)
 	if err != nil {
 		return nil, err
@@ -209,6 +215,9 @@ func scan(ctx context.Context, r io.Reader, vkey string, replay bool, progress f
 		subjects: map[string]*subjectHead{}, policies: map[uint64]*policyRec{},
 		breaches: map[string]*breachRec{}, kinds: map[string]uint64{},
 	}
+	if w != nil {
+		s.newAuditWitness(er.Kept, key, w)
+	}
 	if replay {
 		s.startReplay()
 	}
@@ -224,6 +233,7 @@ func scan(ctx context.Context, r io.Reader, vkey string, replay bool, progress f
 		return nil, ctx.Err()
 	}
 	s.finishLog()
+	s.finishWitness()
 	s.finishBreaches()
 	s.sortFindings()
 	if progress != nil {
@@ -252,6 +262,7 @@ func (s *scanner) entries(er *export.Reader) error {
 		}
 		s.entry(s.n, data)
 		s.n++
+		s.witnessRoot()
 		if s.n%progressEvery == 0 {
 			if err := s.ctx.Err(); err != nil {
 				return err
@@ -327,6 +338,7 @@ func (s *scanner) entry(i uint64, data []byte) {
 		s.kinds["undecodable"]++
 		return
 	}
+	s.witnessTime(i, e)
 	kind := eventKind(e)
 	s.kinds[kind]++
 	if e.Event == nil {

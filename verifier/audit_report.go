@@ -31,6 +31,8 @@ type AuditReport struct {
 	Findings      []Finding `json:"findings"`
 	FindingsTotal int       `json:"findings_total"`
 	FirstBadIndex *uint64   `json:"first_bad_index,omitempty"`
+	// Witness is the witness check, with pinned witness keys (DESIGN §13).
+	Witness *WitnessReport `json:"witness,omitempty"`
 }
 
 // KindCount is the number of entries of one event kind.
@@ -124,6 +126,9 @@ func (r *AuditReport) Text() string {
 		for _, br := range r.Breaches {
 			fmt.Fprintf(&b, "  %-22s detected %s, deadline %s: %s\n", br.BreachID, fmtGoTime(br.DetectedAt), fmtGoTime(br.Deadline), strings.ReplaceAll(br.Timeliness, "_", " "))
 		}
+	}
+	if r.Witness != nil {
+		b.WriteString(r.Witness.Text(fmt.Sprintf("entries #0 to #%d", max(r.Witness.Size, 1)-1)))
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
 	return b.String()

@@ -86,16 +86,32 @@
 // each breach: detected, deadline, notified, in time or late, subjects
 // told, closed.
 //
+// # Witnesses
+//
+// A checkpoint signed by the operator alone cannot show that every auditor
+// sees the same log, nor when an entry existed. Witnesses (C2SP
+// tlog-witness) cosign checkpoints with their own keys and timestamps
+// (cosignature/v1, verified with github.com/transparency-dev/formats/note).
+// Pin their keys with [ParseWitnesses] and a quorum K: then
+// [VerifyEvidenceWitnessed] and [AuditWitnessed] also require K valid
+// cosignatures by pinned keys (on the bundle's checkpoint, or on a later
+// one of field 7 proven to extend it; on the export's kept checkpoints), say
+// "witnessed by W at T: this decision existed no later than T", and treat
+// an entry recorded more than [WitnessClockTolerance] after a witness
+// timestamp on a checkpoint that includes it as a failure. A cosignature by
+// a key that is not pinned is ignored, never trusted.
+//
 // # Errors
 //
 // Every error wraps one of two sentinels: [ErrInvalid], the evidence was
 // read and is false (consentverify exits 1), or [ErrMalformed], the input
 // could not be read as what it claims to be (exit 2). Verification failures
 // carry their evidence: [*CheckError], [*CheckpointError], [*ProofError],
-// [*AuditError] and [*Finding].
+// [*AuditError], [*Finding] and [*WitnessError].
 //
 // Specifications: RFC 6962 (Merkle tree hashing, inclusion and consistency
 // proofs, checked with github.com/transparency-dev/merkle), C2SP
-// tlog-checkpoint and signed-note (golang.org/x/mod/sumdb/note), GDPR
+// tlog-checkpoint and signed-note (golang.org/x/mod/sumdb/note), C2SP
+// tlog-cosignature, GDPR
 // Art. 5(2), 7(1), 7(3) and 33.
 package verifier

@@ -51,6 +51,8 @@ type EvidenceReport struct {
 	Chain      []ChainEvent   `json:"chain,omitempty"`
 	Grant      *GrantFacts    `json:"grant,omitempty"`
 	Policy     *PolicyFacts   `json:"policy,omitempty"`
+	// Witness is the witness check, when witness keys were pinned (DESIGN §13).
+	Witness *WitnessReport `json:"witness,omitempty"`
 }
 
 // CheckResult is the state of one of the five checks.
@@ -300,6 +302,8 @@ func policyFacts(p *proven, pp *pb.PolicyPublished) *PolicyFacts {
 func (r *EvidenceReport) Text() string {
 	var b strings.Builder
 	switch {
+	case r.Witness != nil && r.Witness.Failure != "":
+		b.WriteString("NOT VERIFIED: the witness check failed\n\n")
 	case r.Verified && r.Outcome == OutcomeConsent:
 		fmt.Fprintf(&b, "VERIFIED: proof of consent for send decision #%d\n\n", r.Decision.Index)
 	case r.Verified:
@@ -369,6 +373,9 @@ func (r *EvidenceReport) Text() string {
 			fmt.Fprintf(&b, "; also signed by (not verified) %s", strings.Join(cp.Cosigners, ", "))
 		}
 		b.WriteString("\n")
+	}
+	if r.Witness != nil {
+		b.WriteString(r.Witness.Text("this decision"))
 	}
 	return b.String()
 }

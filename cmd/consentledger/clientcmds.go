@@ -73,22 +73,39 @@ func writeOutput(path string, write func(io.Writer) error) error {
 	return os.Rename(f.Name(), path)
 }
 
-const evidenceUsage = "usage: consentledger evidence --decision N [-o FILE] [--server URL] [--token T]"
+const evidenceUsage = "usage: consentledger evidence --decision N [--witnessed [--wait 2m]] [-o FILE] [--server URL] [--token T]; or consentledger evidence --upgrade BUNDLE [--wait 2m] [-o FILE]"
 
 func runEvidence(args []string) int {
 	fs := newFlagSet("evidence")
 	dec := fs.Int64("decision", -1, "index of the send decision")
 	out := fs.String("o", "", "output file (default stdout)")
+	witnessed := fs.Bool("witnessed", false, "wait for a checkpoint the witnesses cosigned, and prove the decision in it")
+	upgrade := fs.String("upgrade", "", "add a later cosigned checkpoint to this existing bundle (field 7)")
+	wait := fs.Duration("wait", client.DefaultWitnessWait, "how long --witnessed and --upgrade wait for the witnesses")
 	newClient := clientFlags(fs)
 	pos, err := parseInterleaved(fs, args)
-	if err != nil || len(pos) > 0 || *dec < 0 {
+	if err != nil || len(pos) > 0 || (*dec < 0) == (*upgrade == "") || (*upgrade != "" && *witnessed) {
 		return usageError(evidenceUsage, err, pos)
 	}
 	c, err := newClient()
 	if err != nil {
 		return errorf(2, evidenceUsage, "%v", err)
 	}
-	b, err := c.Evidence(context.Background(), uint64(*dec))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var b []byte
+	switch {
+	case *upgrade != "":
+		old, rerr := os.ReadFile(*upgrade)
+		if rerr != nil {
+			return errorf(2, "", "%v", rerr)
+		}
+		b, err = c.UpgradeEvidence(ctx, old, *wait, stderr)
+	case *witnessed:
+		b, err = c.WitnessedEvidence(ctx, uint64(*dec), *wait, stderr)
+	default:
+		b, err = c.Evidence(ctx, uint64(*dec))
+	}
 	if err != nil {
 		return rpcError(err)
 	}

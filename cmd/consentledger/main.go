@@ -32,6 +32,11 @@ Server and operators:
     consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME]
     consentledger pubkey --data DIR             print the verifier key auditors pin
     consentledger evidence --decision N [-o FILE]   the evidence bundle of a send decision
+    consentledger evidence --decision N --witnessed [--wait 2m] [-o FILE]
+                                                wait for a checkpoint the witnesses cosigned,
+                                                and prove the decision in it
+    consentledger evidence --upgrade BUNDLE [-o FILE]
+                                                add a later cosigned checkpoint to a bundle
     consentledger export -o FILE                every entry and a signed checkpoint, for consentverify audit
     consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000]
                                                 load-test Decide; the last line is

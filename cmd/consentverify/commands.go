@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	evidenceUsage    = "consentverify evidence FILE --key KEY [--json]"
-	consistencyUsage = "consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json]"
-	auditUsage       = "consentverify audit FILE --key KEY [--json]"
+	evidenceUsage    = "consentverify evidence FILE --key KEY [--json] [--witness VKEY ... [--quorum K]]"
+	consistencyUsage = "consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json] [--witness VKEY ... [--quorum K]]"
+	auditUsage       = "consentverify audit FILE --key KEY [--json] [--witness VKEY ... [--quorum K]]"
 	breachesUsage    = "consentverify breaches FILE --key KEY [--json]"
 
 	bundleHint = "FILE must be an evidence bundle as `consentledger evidence --decision N -o FILE` writes it"
@@ -41,17 +41,52 @@ type common struct {
 	fs     *flag.FlagSet
 	key    *string
 	asJSON *bool
+	// witness keys (--witness, repeatable) and --quorum; witnesses is set
+	// by parse when either was given.
+	witnessKeys *[]string
+	quorum      *int
+	witnesses   *verifier.Witnesses
 }
 
 func newCommon(name string) common {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return common{fs: fs, key: fs.String("key", "", ""), asJSON: fs.Bool("json", false, "")}
+	keys := new([]string)
+	fs.Func("witness", "", func(v string) error { *keys = append(*keys, v); return nil })
+	return common{fs: fs, key: fs.String("key", "", ""), asJSON: fs.Bool("json", false, ""), witnessKeys: keys, quorum: fs.Int("quorum", 0, "")}
+}
+
+const witnessHint = "--witness takes a witness's verifier key <name>+<hash>+<base64> (or a file holding it); --quorum K defaults to the number of --witness keys"
+
+// parseWitnesses resolves --witness and --quorum into c.witnesses.
+func (c *common) parseWitnesses() int {
+	quorumSet := false
+	c.fs.Visit(func(f *flag.Flag) { quorumSet = quorumSet || f.Name == "quorum" })
+	if len(*c.witnessKeys) == 0 && !quorumSet {
+		return 0
+	}
+	if quorumSet && *c.quorum < 1 {
+		return errorWithHint(2, fmt.Sprintf("--quorum %d: give a positive number", *c.quorum), witnessHint)
+	}
+	keys := make([]string, len(*c.witnessKeys))
+	for i, k := range *c.witnessKeys {
+		v, err := readWitnessKey(k)
+		if err != nil {
+			return errorWithHint(2, err.Error(), witnessHint)
+		}
+		keys[i] = v
+	}
+	w, err := verifier.ParseWitnesses(keys, *c.quorum)
+	if err != nil {
+		return errorWithHint(2, err.Error(), witnessHint)
+	}
+	c.witnesses = w
+	return 0
 }
 
 // parse parses args and checks the number of positional arguments; on
 // failure it prints the error and returns exit code 2.
-func (c common) parse(args []string, want int, line, what string) ([]string, string, int) {
+func (c *common) parse(args []string, want int, line, what string) ([]string, string, int) {
 	pos, err := parseInterleaved(c.fs, args)
 	if err != nil {
 		return nil, "", usageError(line, "%v", err)
@@ -62,6 +97,9 @@ func (c common) parse(args []string, want int, line, what string) ([]string, str
 	vkey, err := readKey(*c.key)
 	if err != nil {
 		return nil, "", errorWithHint(2, err.Error(), keyHint)
+	}
+	if code := c.parseWitnesses(); code != 0 {
+		return nil, "", code
 	}
 	return pos, vkey, 0
 }
@@ -90,7 +128,7 @@ func runEvidence(args []string) int {
 	debug.SetGCPercent(400)
 	ctx, cancel := interruptible()
 	defer cancel()
-	rep, err := verifier.VerifyEvidence(ctx, data, vkey)
+	rep, err := verifier.VerifyEvidenceWitnessed(ctx, data, vkey, c.witnesses)
 	if rep != nil {
 		c.report(rep.Text, rep)
 	}
@@ -111,7 +149,12 @@ func runAudit(args []string) int {
 	ctx, cancel := interruptible()
 	defer cancel()
 	p := &progress{w: stderr, verb: "audited", start: time.Now()}
-	rep, err := verifier.Audit(ctx, f, vkey, p.update)
+	var rep *verifier.AuditReport
+	if c.witnesses != nil {
+		rep, err = verifier.AuditWitnessed(ctx, f, vkey, c.witnesses, p.update)
+	} else {
+		rep, err = verifier.Audit(ctx, f, vkey, p.update)
+	}
 	p.finish()
 	if rep != nil {
 		c.report(rep.Text, rep)
@@ -177,6 +220,9 @@ func runConsistency(args []string) int {
 		}
 	}
 	rep, err := verifier.VerifyConsistencyProof(notes[0], notes[1], vkey, p)
+	if rep != nil && c.witnesses != nil && err == nil {
+		return c.printWitnessed(rep.Text, rep, notes[1], vkey, "this checkpoint's entries")
+	}
 	if rep != nil {
 		c.report(rep.Text, rep)
 	}

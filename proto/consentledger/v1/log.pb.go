@@ -9,6 +9,7 @@ package consentledgerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -77,10 +78,16 @@ func (x *GetCheckpointRequest) GetSize() uint64 {
 
 type GetCheckpointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signed note, verbatim.
-	Checkpoint    string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	RootHash      []byte `protobuf:"bytes,3,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// The signed note, verbatim, followed by the witness cosignatures stored for its size (DESIGN §13).
+	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Size       uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	RootHash   []byte `protobuf:"bytes,3,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// The configured witnesses and what the server knows of each.
+	Witnesses []*WitnessStatus `protobuf:"bytes,4,rep,name=witnesses,proto3" json:"witnesses,omitempty"`
+	// How many witness cosignatures the operator considers a quorum (config `witness_quorum`).
+	WitnessQuorum uint32 `protobuf:"varint,5,opt,name=witness_quorum,json=witnessQuorum,proto3" json:"witness_quorum,omitempty"`
+	// How many cosignatures `checkpoint` carries.
+	Cosignatures  uint32 `protobuf:"varint,6,opt,name=cosignatures,proto3" json:"cosignatures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +143,286 @@ func (x *GetCheckpointResponse) GetRootHash() []byte {
 	return nil
 }
 
+func (x *GetCheckpointResponse) GetWitnesses() []*WitnessStatus {
+	if x != nil {
+		return x.Witnesses
+	}
+	return nil
+}
+
+func (x *GetCheckpointResponse) GetWitnessQuorum() uint32 {
+	if x != nil {
+		return x.WitnessQuorum
+	}
+	return 0
+}
+
+func (x *GetCheckpointResponse) GetCosignatures() uint32 {
+	if x != nil {
+		return x.Cosignatures
+	}
+	return 0
+}
+
+// WitnessStatus is one configured witness as the server sees it.
+type WitnessStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Url   string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// The witness's verifier key, as configured.
+	Vkey string `protobuf:"bytes,3,opt,name=vkey,proto3" json:"vkey,omitempty"`
+	// The largest checkpoint size it cosigned (0: none yet).
+	LastCosignedSize uint64 `protobuf:"varint,4,opt,name=last_cosigned_size,json=lastCosignedSize,proto3" json:"last_cosigned_size,omitempty"`
+	// The witness's own timestamp in that cosignature.
+	LastCosignedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_cosigned_at,json=lastCosignedAt,proto3" json:"last_cosigned_at,omitempty"`
+	// Failed submissions since the server started.
+	Failures  uint64 `protobuf:"varint,6,opt,name=failures,proto3" json:"failures,omitempty"`
+	LastError string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Set when the witness has seen another log under our origin (fork, split view or rollback):
+	// the server no longer submits to it.
+	Alarm         string `protobuf:"bytes,8,opt,name=alarm,proto3" json:"alarm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WitnessStatus) Reset() {
+	*x = WitnessStatus{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitnessStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitnessStatus) ProtoMessage() {}
+
+func (x *WitnessStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitnessStatus.ProtoReflect.Descriptor instead.
+func (*WitnessStatus) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WitnessStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WitnessStatus) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WitnessStatus) GetVkey() string {
+	if x != nil {
+		return x.Vkey
+	}
+	return ""
+}
+
+func (x *WitnessStatus) GetLastCosignedSize() uint64 {
+	if x != nil {
+		return x.LastCosignedSize
+	}
+	return 0
+}
+
+func (x *WitnessStatus) GetLastCosignedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastCosignedAt
+	}
+	return nil
+}
+
+func (x *WitnessStatus) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *WitnessStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *WitnessStatus) GetAlarm() string {
+	if x != nil {
+		return x.Alarm
+	}
+	return ""
+}
+
+type ListCheckpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first size to return (checkpoints of this size or larger).
+	StartSize uint64 `protobuf:"varint,1,opt,name=start_size,json=startSize,proto3" json:"start_size,omitempty"`
+	// At most this many (0: 100; at most 1000).
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListCheckpointsRequest) GetStartSize() uint64 {
+	if x != nil {
+		return x.StartSize
+	}
+	return 0
+}
+
+func (x *ListCheckpointsRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ListCheckpointsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoints   []*CosignedCheckpoint  `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*CosignedCheckpoint {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+// CosignedCheckpoint is a kept checkpoint with the witness cosignatures stored for its size.
+type CosignedCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed note followed by the cosignature lines.
+	Checkpoint    string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignedCheckpoint) Reset() {
+	*x = CosignedCheckpoint{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignedCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignedCheckpoint) ProtoMessage() {}
+
+func (x *CosignedCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignedCheckpoint.ProtoReflect.Descriptor instead.
+func (*CosignedCheckpoint) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CosignedCheckpoint) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *CosignedCheckpoint) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type GetEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Start uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -147,7 +434,7 @@ type GetEntriesRequest struct {
 
 func (x *GetEntriesRequest) Reset() {
 	*x = GetEntriesRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[2]
+	mi := &file_consentledger_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +446,7 @@ func (x *GetEntriesRequest) String() string {
 func (*GetEntriesRequest) ProtoMessage() {}
 
 func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[2]
+	mi := &file_consentledger_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +459,7 @@ func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesRequest.ProtoReflect.Descriptor instead.
 func (*GetEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEntriesRequest) GetStart() uint64 {
@@ -204,7 +491,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[3]
+	mi := &file_consentledger_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +503,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[3]
+	mi := &file_consentledger_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +516,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LogEntry) GetIndex() uint64 {
@@ -271,7 +558,7 @@ type GetEntriesResponse struct {
 
 func (x *GetEntriesResponse) Reset() {
 	*x = GetEntriesResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[4]
+	mi := &file_consentledger_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +570,7 @@ func (x *GetEntriesResponse) String() string {
 func (*GetEntriesResponse) ProtoMessage() {}
 
 func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[4]
+	mi := &file_consentledger_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +583,7 @@ func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesResponse.ProtoReflect.Descriptor instead.
 func (*GetEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetEntriesResponse) GetEntries() []*LogEntry {
@@ -324,7 +611,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[5]
+	mi := &file_consentledger_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +623,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[5]
+	mi := &file_consentledger_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +636,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() uint64 {
@@ -379,7 +666,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[6]
+	mi := &file_consentledger_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +678,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[6]
+	mi := &file_consentledger_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +691,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetInclusionProofResponse) GetIndex() uint64 {
@@ -446,7 +733,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[7]
+	mi := &file_consentledger_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +745,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[7]
+	mi := &file_consentledger_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +758,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConsistencyProofRequest) GetSize1() uint64 {
@@ -499,7 +786,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[8]
+	mi := &file_consentledger_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +798,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[8]
+	mi := &file_consentledger_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +811,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetConsistencyProofResponse) GetSize1() uint64 {
@@ -551,13 +838,16 @@ func (x *GetConsistencyProofResponse) GetProof() [][]byte {
 type GetEvidenceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DecisionIndex uint64                 `protobuf:"varint,1,opt,name=decision_index,json=decisionIndex,proto3" json:"decision_index,omitempty"`
+	// Prove in the kept checkpoint of exactly this size (0: the latest). `consentledger evidence
+	// --witnessed` names a checkpoint its witnesses cosigned.
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetEvidenceRequest) Reset() {
 	*x = GetEvidenceRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[9]
+	mi := &file_consentledger_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +859,7 @@ func (x *GetEvidenceRequest) String() string {
 func (*GetEvidenceRequest) ProtoMessage() {}
 
 func (x *GetEvidenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[9]
+	mi := &file_consentledger_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,12 +872,19 @@ func (x *GetEvidenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEvidenceRequest.ProtoReflect.Descriptor instead.
 func (*GetEvidenceRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetEvidenceRequest) GetDecisionIndex() uint64 {
 	if x != nil {
 		return x.DecisionIndex
+	}
+	return 0
+}
+
+func (x *GetEvidenceRequest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
 	}
 	return 0
 }
@@ -601,7 +898,7 @@ type GetEvidenceResponse struct {
 
 func (x *GetEvidenceResponse) Reset() {
 	*x = GetEvidenceResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[10]
+	mi := &file_consentledger_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +910,7 @@ func (x *GetEvidenceResponse) String() string {
 func (*GetEvidenceResponse) ProtoMessage() {}
 
 func (x *GetEvidenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[10]
+	mi := &file_consentledger_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +923,7 @@ func (x *GetEvidenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEvidenceResponse.ProtoReflect.Descriptor instead.
 func (*GetEvidenceResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetEvidenceResponse) GetBundle() *EvidenceBundle {
@@ -645,15 +942,18 @@ type EvidenceBundle struct {
 	Decision   *ProvenEntry `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"`
 	// The subject's consent events from the grant the decision relied on up to the consent head it
 	// names, oldest first.
-	Chain         []*ProvenEntry `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
-	Policy        *ProvenEntry   `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	Chain  []*ProvenEntry `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
+	Policy *ProvenEntry   `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// DESIGN §13: a later checkpoint that carries witness cosignatures, and the proof that it
+	// extends `checkpoint` (for upgrading a bundle whose checkpoint has none).
+	Witnessed     *WitnessedCheckpoint `protobuf:"bytes,7,opt,name=witnessed,proto3" json:"witnessed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EvidenceBundle) Reset() {
 	*x = EvidenceBundle{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[11]
+	mi := &file_consentledger_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +965,7 @@ func (x *EvidenceBundle) String() string {
 func (*EvidenceBundle) ProtoMessage() {}
 
 func (x *EvidenceBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[11]
+	mi := &file_consentledger_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +978,7 @@ func (x *EvidenceBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvidenceBundle.ProtoReflect.Descriptor instead.
 func (*EvidenceBundle) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EvidenceBundle) GetCheckpoint() string {
@@ -709,6 +1009,68 @@ func (x *EvidenceBundle) GetPolicy() *ProvenEntry {
 	return nil
 }
 
+func (x *EvidenceBundle) GetWitnessed() *WitnessedCheckpoint {
+	if x != nil {
+		return x.Witnessed
+	}
+	return nil
+}
+
+// WitnessedCheckpoint is a cosigned checkpoint later than a bundle's own.
+type WitnessedCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A signed note carrying witness cosignatures.
+	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// RFC 6962 consistency proof from the size of the bundle's checkpoint to this one.
+	ConsistencyProof [][]byte `protobuf:"bytes,2,rep,name=consistency_proof,json=consistencyProof,proto3" json:"consistency_proof,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WitnessedCheckpoint) Reset() {
+	*x = WitnessedCheckpoint{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitnessedCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitnessedCheckpoint) ProtoMessage() {}
+
+func (x *WitnessedCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitnessedCheckpoint.ProtoReflect.Descriptor instead.
+func (*WitnessedCheckpoint) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WitnessedCheckpoint) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *WitnessedCheckpoint) GetConsistencyProof() [][]byte {
+	if x != nil {
+		return x.ConsistencyProof
+	}
+	return nil
+}
+
 // ProvenEntry is an entry with its inclusion proof in the bundle's checkpoint.
 type ProvenEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -723,7 +1085,7 @@ type ProvenEntry struct {
 
 func (x *ProvenEntry) Reset() {
 	*x = ProvenEntry{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[12]
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +1097,7 @@ func (x *ProvenEntry) String() string {
 func (*ProvenEntry) ProtoMessage() {}
 
 func (x *ProvenEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[12]
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +1110,7 @@ func (x *ProvenEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvenEntry.ProtoReflect.Descriptor instead.
 func (*ProvenEntry) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProvenEntry) GetIndex() uint64 {
@@ -781,7 +1143,7 @@ type WatchEntriesRequest struct {
 
 func (x *WatchEntriesRequest) Reset() {
 	*x = WatchEntriesRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[13]
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +1155,7 @@ func (x *WatchEntriesRequest) String() string {
 func (*WatchEntriesRequest) ProtoMessage() {}
 
 func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[13]
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +1168,7 @@ func (x *WatchEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesRequest.ProtoReflect.Descriptor instead.
 func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchEntriesRequest) GetStart() uint64 {
@@ -825,7 +1187,7 @@ type WatchEntriesResponse struct {
 
 func (x *WatchEntriesResponse) Reset() {
 	*x = WatchEntriesResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[14]
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +1199,7 @@ func (x *WatchEntriesResponse) String() string {
 func (*WatchEntriesResponse) ProtoMessage() {}
 
 func (x *WatchEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[14]
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1212,7 @@ func (x *WatchEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEntriesResponse.ProtoReflect.Descriptor instead.
 func (*WatchEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchEntriesResponse) GetEntry() *LogEntry {
@@ -864,16 +1226,40 @@ var File_consentledger_v1_log_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\">\n" +
+	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
 	"\x14GetCheckpointRequest\x12\x12\n" +
 	"\x04sign\x18\x01 \x01(\bR\x04sign\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"h\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"\xf2\x01\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
-	"\troot_hash\x18\x03 \x01(\fR\brootHash\"?\n" +
+	"\troot_hash\x18\x03 \x01(\fR\brootHash\x12=\n" +
+	"\twitnesses\x18\x04 \x03(\v2\x1f.consentledger.v1.WitnessStatusR\twitnesses\x12%\n" +
+	"\x0ewitness_quorum\x18\x05 \x01(\rR\rwitnessQuorum\x12\"\n" +
+	"\fcosignatures\x18\x06 \x01(\rR\fcosignatures\"\x8e\x02\n" +
+	"\rWitnessStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
+	"\x04vkey\x18\x03 \x01(\tR\x04vkey\x12,\n" +
+	"\x12last_cosigned_size\x18\x04 \x01(\x04R\x10lastCosignedSize\x12D\n" +
+	"\x10last_cosigned_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastCosignedAt\x12\x1a\n" +
+	"\bfailures\x18\x06 \x01(\x04R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12\x14\n" +
+	"\x05alarm\x18\b \x01(\tR\x05alarm\"M\n" +
+	"\x16ListCheckpointsRequest\x12\x1d\n" +
+	"\n" +
+	"start_size\x18\x01 \x01(\x04R\tstartSize\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"a\n" +
+	"\x17ListCheckpointsResponse\x12F\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2$.consentledger.v1.CosignedCheckpointR\vcheckpoints\"H\n" +
+	"\x12CosignedCheckpoint\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"?\n" +
 	"\x11GetEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"g\n" +
@@ -899,18 +1285,25 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x1bGetConsistencyProofResponse\x12\x14\n" +
 	"\x05size1\x18\x01 \x01(\x04R\x05size1\x12\x14\n" +
 	"\x05size2\x18\x02 \x01(\x04R\x05size2\x12\x14\n" +
-	"\x05proof\x18\x03 \x03(\fR\x05proof\";\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\"O\n" +
 	"\x12GetEvidenceRequest\x12%\n" +
-	"\x0edecision_index\x18\x01 \x01(\x04R\rdecisionIndex\"O\n" +
+	"\x0edecision_index\x18\x01 \x01(\x04R\rdecisionIndex\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"O\n" +
 	"\x13GetEvidenceResponse\x128\n" +
-	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\xd7\x01\n" +
+	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\x9c\x02\n" +
 	"\x0eEvidenceBundle\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x129\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\bdecision\x123\n" +
 	"\x05chain\x18\x03 \x03(\v2\x1d.consentledger.v1.ProvenEntryR\x05chain\x125\n" +
-	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\"b\n" +
+	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\x12C\n" +
+	"\twitnessed\x18\a \x01(\v2%.consentledger.v1.WitnessedCheckpointR\twitnessed\"b\n" +
+	"\x13WitnessedCheckpoint\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12+\n" +
+	"\x11consistency_proof\x18\x02 \x03(\fR\x10consistencyProof\"b\n" +
 	"\vProvenEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12'\n" +
@@ -918,7 +1311,7 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x13WatchEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\"H\n" +
 	"\x14WatchEntriesResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry2\xe6\x04\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry2\xce\x05\n" +
 	"\n" +
 	"LogService\x12`\n" +
 	"\rGetCheckpoint\x12&.consentledger.v1.GetCheckpointRequest\x1a'.consentledger.v1.GetCheckpointResponse\x12W\n" +
@@ -927,7 +1320,8 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x11GetInclusionProof\x12*.consentledger.v1.GetInclusionProofRequest\x1a+.consentledger.v1.GetInclusionProofResponse\x12r\n" +
 	"\x13GetConsistencyProof\x12,.consentledger.v1.GetConsistencyProofRequest\x1a-.consentledger.v1.GetConsistencyProofResponse\x12Z\n" +
 	"\vGetEvidence\x12$.consentledger.v1.GetEvidenceRequest\x1a%.consentledger.v1.GetEvidenceResponse\x12_\n" +
-	"\fWatchEntries\x12%.consentledger.v1.WatchEntriesRequest\x1a&.consentledger.v1.WatchEntriesResponse0\x01BOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\fWatchEntries\x12%.consentledger.v1.WatchEntriesRequest\x1a&.consentledger.v1.WatchEntriesResponse0\x01\x12f\n" +
+	"\x0fListCheckpoints\x12(.consentledger.v1.ListCheckpointsRequest\x1a).consentledger.v1.ListCheckpointsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_log_proto_rawDescOnce sync.Once
@@ -941,48 +1335,60 @@ func file_consentledger_v1_log_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_log_proto_rawDescData
 }
 
-var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_consentledger_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: consentledger.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: consentledger.v1.GetCheckpointResponse
-	(*GetEntriesRequest)(nil),           // 2: consentledger.v1.GetEntriesRequest
-	(*LogEntry)(nil),                    // 3: consentledger.v1.LogEntry
-	(*GetEntriesResponse)(nil),          // 4: consentledger.v1.GetEntriesResponse
-	(*GetInclusionProofRequest)(nil),    // 5: consentledger.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 6: consentledger.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 7: consentledger.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 8: consentledger.v1.GetConsistencyProofResponse
-	(*GetEvidenceRequest)(nil),          // 9: consentledger.v1.GetEvidenceRequest
-	(*GetEvidenceResponse)(nil),         // 10: consentledger.v1.GetEvidenceResponse
-	(*EvidenceBundle)(nil),              // 11: consentledger.v1.EvidenceBundle
-	(*ProvenEntry)(nil),                 // 12: consentledger.v1.ProvenEntry
-	(*WatchEntriesRequest)(nil),         // 13: consentledger.v1.WatchEntriesRequest
-	(*WatchEntriesResponse)(nil),        // 14: consentledger.v1.WatchEntriesResponse
+	(*WitnessStatus)(nil),               // 2: consentledger.v1.WitnessStatus
+	(*ListCheckpointsRequest)(nil),      // 3: consentledger.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),     // 4: consentledger.v1.ListCheckpointsResponse
+	(*CosignedCheckpoint)(nil),          // 5: consentledger.v1.CosignedCheckpoint
+	(*GetEntriesRequest)(nil),           // 6: consentledger.v1.GetEntriesRequest
+	(*LogEntry)(nil),                    // 7: consentledger.v1.LogEntry
+	(*GetEntriesResponse)(nil),          // 8: consentledger.v1.GetEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 9: consentledger.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 10: consentledger.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 11: consentledger.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 12: consentledger.v1.GetConsistencyProofResponse
+	(*GetEvidenceRequest)(nil),          // 13: consentledger.v1.GetEvidenceRequest
+	(*GetEvidenceResponse)(nil),         // 14: consentledger.v1.GetEvidenceResponse
+	(*EvidenceBundle)(nil),              // 15: consentledger.v1.EvidenceBundle
+	(*WitnessedCheckpoint)(nil),         // 16: consentledger.v1.WitnessedCheckpoint
+	(*ProvenEntry)(nil),                 // 17: consentledger.v1.ProvenEntry
+	(*WatchEntriesRequest)(nil),         // 18: consentledger.v1.WatchEntriesRequest
+	(*WatchEntriesResponse)(nil),        // 19: consentledger.v1.WatchEntriesResponse
+	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
 }
 var file_consentledger_v1_log_proto_depIdxs = []int32{
-	3,  // 0: consentledger.v1.GetEntriesResponse.entries:type_name -> consentledger.v1.LogEntry
-	11, // 1: consentledger.v1.GetEvidenceResponse.bundle:type_name -> consentledger.v1.EvidenceBundle
-	12, // 2: consentledger.v1.EvidenceBundle.decision:type_name -> consentledger.v1.ProvenEntry
-	12, // 3: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
-	12, // 4: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
-	3,  // 5: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	0,  // 6: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
-	2,  // 7: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
-	5,  // 8: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
-	7,  // 9: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
-	9,  // 10: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
-	13, // 11: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
-	1,  // 12: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
-	4,  // 13: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
-	6,  // 14: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
-	8,  // 15: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
-	10, // 16: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
-	14, // 17: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	2,  // 0: consentledger.v1.GetCheckpointResponse.witnesses:type_name -> consentledger.v1.WitnessStatus
+	20, // 1: consentledger.v1.WitnessStatus.last_cosigned_at:type_name -> google.protobuf.Timestamp
+	5,  // 2: consentledger.v1.ListCheckpointsResponse.checkpoints:type_name -> consentledger.v1.CosignedCheckpoint
+	7,  // 3: consentledger.v1.GetEntriesResponse.entries:type_name -> consentledger.v1.LogEntry
+	15, // 4: consentledger.v1.GetEvidenceResponse.bundle:type_name -> consentledger.v1.EvidenceBundle
+	17, // 5: consentledger.v1.EvidenceBundle.decision:type_name -> consentledger.v1.ProvenEntry
+	17, // 6: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
+	17, // 7: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
+	16, // 8: consentledger.v1.EvidenceBundle.witnessed:type_name -> consentledger.v1.WitnessedCheckpoint
+	7,  // 9: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
+	0,  // 10: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
+	6,  // 11: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
+	9,  // 12: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
+	11, // 13: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
+	13, // 14: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
+	18, // 15: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
+	3,  // 16: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
+	1,  // 17: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
+	8,  // 18: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
+	10, // 19: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
+	12, // 20: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
+	14, // 21: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
+	19, // 22: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
+	4,  // 23: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_log_proto_init() }
@@ -996,7 +1402,7 @@ func file_consentledger_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_log_proto_rawDesc), len(file_consentledger_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

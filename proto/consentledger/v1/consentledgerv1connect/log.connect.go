@@ -48,6 +48,9 @@ const (
 	LogServiceGetEvidenceProcedure = "/consentledger.v1.LogService/GetEvidence"
 	// LogServiceWatchEntriesProcedure is the fully-qualified name of the LogService's WatchEntries RPC.
 	LogServiceWatchEntriesProcedure = "/consentledger.v1.LogService/WatchEntries"
+	// LogServiceListCheckpointsProcedure is the fully-qualified name of the LogService's
+	// ListCheckpoints RPC.
+	LogServiceListCheckpointsProcedure = "/consentledger.v1.LogService/ListCheckpoints"
 )
 
 // LogServiceClient is a client for the consentledger.v1.LogService service.
@@ -64,6 +67,9 @@ type LogServiceClient interface {
 	GetEvidence(context.Context, *connect.Request[v1.GetEvidenceRequest]) (*connect.Response[v1.GetEvidenceResponse], error)
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest]) (*connect.ServerStreamForClient[v1.WatchEntriesResponse], error)
+	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
+	// (DESIGN §13: exports carry every one).
+	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
 }
 
 // NewLogServiceClient constructs a client for the consentledger.v1.LogService service. By default,
@@ -113,6 +119,12 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(logServiceMethods.ByName("WatchEntries")),
 			connect.WithClientOptions(opts...),
 		),
+		listCheckpoints: connect.NewClient[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse](
+			httpClient,
+			baseURL+LogServiceListCheckpointsProcedure,
+			connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -124,6 +136,7 @@ type logServiceClient struct {
 	getConsistencyProof *connect.Client[v1.GetConsistencyProofRequest, v1.GetConsistencyProofResponse]
 	getEvidence         *connect.Client[v1.GetEvidenceRequest, v1.GetEvidenceResponse]
 	watchEntries        *connect.Client[v1.WatchEntriesRequest, v1.WatchEntriesResponse]
+	listCheckpoints     *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
 }
 
 // GetCheckpoint calls consentledger.v1.LogService.GetCheckpoint.
@@ -156,6 +169,11 @@ func (c *logServiceClient) WatchEntries(ctx context.Context, req *connect.Reques
 	return c.watchEntries.CallServerStream(ctx, req)
 }
 
+// ListCheckpoints calls consentledger.v1.LogService.ListCheckpoints.
+func (c *logServiceClient) ListCheckpoints(ctx context.Context, req *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error) {
+	return c.listCheckpoints.CallUnary(ctx, req)
+}
+
 // LogServiceHandler is an implementation of the consentledger.v1.LogService service.
 type LogServiceHandler interface {
 	// GetCheckpoint returns the latest signed checkpoint (signing a new one first when asked).
@@ -170,6 +188,9 @@ type LogServiceHandler interface {
 	GetEvidence(context.Context, *connect.Request[v1.GetEvidenceRequest]) (*connect.Response[v1.GetEvidenceResponse], error)
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest], *connect.ServerStream[v1.WatchEntriesResponse]) error
+	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
+	// (DESIGN §13: exports carry every one).
+	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -215,6 +236,12 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(logServiceMethods.ByName("WatchEntries")),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceListCheckpointsHandler := connect.NewUnaryHandler(
+		LogServiceListCheckpointsProcedure,
+		svc.ListCheckpoints,
+		connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceGetCheckpointProcedure:
@@ -229,6 +256,8 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceGetEvidenceHandler.ServeHTTP(w, r)
 		case LogServiceWatchEntriesProcedure:
 			logServiceWatchEntriesHandler.ServeHTTP(w, r)
+		case LogServiceListCheckpointsProcedure:
+			logServiceListCheckpointsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -260,4 +289,8 @@ func (UnimplementedLogServiceHandler) GetEvidence(context.Context, *connect.Requ
 
 func (UnimplementedLogServiceHandler) WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest], *connect.ServerStream[v1.WatchEntriesResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.WatchEntries is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.ListCheckpoints is not implemented"))
 }
