@@ -14,35 +14,72 @@ import (
 // Key is a pinned verifier key: the public half of the key a ledger signs
 // its checkpoints with, in the C2SP signed-note verifier key format
 // "<origin>+<hash>+<base64>" that `consentledger pubkey` prints. The key's
-// name is the log's origin. A Key is immutable.
+// name is the log's origin. During a signing-key rotation a log signs with
+// two keys and auditors pin both: a Key may then hold several verifier keys
+// of the same origin, and a checkpoint signed by any of them is accepted.
+// A Key is immutable.
 type Key struct {
 	text string
-	v    note.Verifier
+	vs   []note.Verifier
 }
 
-// ParseKey parses a verifier key "<origin>+<hash>+<base64>" (surrounding
-// white space is ignored). A string that is not a verifier key — including
-// the private signing key — is an error wrapping [ErrMalformed].
+// ParseKey parses a verifier key "<origin>+<hash>+<base64>", or several
+// of the same origin, one per line (surrounding white space is ignored).
+// A string that is not a verifier key — including the private signing key
+// — or keys of different origins are an error wrapping [ErrMalformed].
 func ParseKey(vkey string) (*Key, error) {
-	vkey = strings.TrimSpace(vkey)
-	if strings.HasPrefix(vkey, "PRIVATE+KEY+") {
-		return nil, malformedf("this is a private signing key; pin the public verifier key instead (consentledger pubkey prints it)")
+	k := &Key{}
+	var lines []string
+	for _, line := range strings.Split(vkey, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "PRIVATE+KEY+") {
+			return nil, malformedf("this is a private signing key; pin the public verifier key instead (consentledger pubkey prints it)")
+		}
+		v, err := note.NewVerifier(line)
+		if err != nil {
+			return nil, malformedf("not a verifier key of the form <origin>+<hash>+<base64>: %v", err)
+		}
+		if len(k.vs) > 0 && v.Name() != k.vs[0].Name() {
+			return nil, malformedf("the pinned keys belong to different logs (%q and %q): pin the keys of one log", k.vs[0].Name(), v.Name())
+		}
+		k.vs = append(k.vs, v)
+		lines = append(lines, line)
 	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, malformedf("not a verifier key of the form <origin>+<hash>+<base64>: %v", err)
+	if len(k.vs) == 0 {
+		return nil, malformedf("no verifier key given: want <origin>+<hash>+<base64>")
 	}
-	return &Key{text: vkey, v: v}, nil
+	k.text = strings.Join(lines, "\n")
+	return k, nil
 }
 
 // Name returns the key's name, which is the log's origin.
-func (k *Key) Name() string { return k.v.Name() }
+func (k *Key) Name() string { return k.vs[0].Name() }
 
-// Hash returns the key hash that signature lines name, as 8 hex digits.
-func (k *Key) Hash() string { return fmt.Sprintf("%08x", k.v.KeyHash()) }
+// Hash returns the key hash that signature lines name, as 8 hex digits
+// (for several keys, each, joined by commas).
+func (k *Key) Hash() string {
+	hs := make([]string, len(k.vs))
+	for i, v := range k.vs {
+		hs[i] = fmt.Sprintf("%08x", v.KeyHash())
+	}
+	return strings.Join(hs, ",")
+}
 
-// String returns the verifier key text.
+// String returns the verifier key text (several keys one per line).
 func (k *Key) String() string { return k.text }
+
+// signedBy reports whether a signature line names one of the keys.
+func (k *Key) signedBy(name string, hash uint32) bool {
+	for _, v := range k.vs {
+		if v.Name() == name && v.KeyHash() == hash {
+			return true
+		}
+	}
+	return false
+}
 
 // Checkpoint is a checkpoint whose signature by a pinned key was verified.
 type Checkpoint struct {
@@ -97,10 +134,22 @@ func VerifyCheckpoint(raw []byte, key *Key) (*Checkpoint, error) {
 	cpErr := func(reason string, err error) *CheckpointError {
 		return &CheckpointError{KeyName: key.Name(), KeyHash: key.Hash(), Reason: reason, Err: err}
 	}
-	cp, _, n, err := log.ParseCheckpoint(raw, key.Name(), key.v)
+	var (
+		cp      *log.Checkpoint
+		n       *note.Note
+		err     error
+		keyHash string
+	)
+	for i, v := range key.vs {
+		others := append(append([]note.Verifier(nil), key.vs[:i]...), key.vs[i+1:]...)
+		if cp, _, n, err = log.ParseCheckpoint(raw, key.Name(), v, others...); err == nil {
+			keyHash = fmt.Sprintf("%08x", v.KeyHash())
+			break
+		}
+	}
 	if err != nil {
 		// Find out why, in words, from the note itself.
-		_, oerr := note.Open(raw, note.VerifierList(key.v))
+		_, oerr := note.Open(raw, note.VerifierList(key.vs...))
 		var unverified *note.UnverifiedNoteError
 		var invalid *note.InvalidSignatureError
 		switch {
@@ -122,7 +171,7 @@ func VerifyCheckpoint(raw []byte, key *Key) (*Checkpoint, error) {
 	if len(cp.Hash) != 32 {
 		return nil, cpErr(fmt.Sprintf("the root hash is %d bytes, want 32", len(cp.Hash)), nil)
 	}
-	out := &Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, KeyName: key.Name(), KeyHash: key.Hash()}
+	out := &Checkpoint{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, KeyName: key.Name(), KeyHash: keyHash}
 	for _, s := range n.UnverifiedSigs {
 		out.Cosigners = append(out.Cosigners, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 	}

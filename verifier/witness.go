@@ -107,7 +107,7 @@ func (e *WitnessError) Unwrap() []error {
 // not pinned are listed as ignored and never count. On failure the error
 // is a [*WitnessError]; the cosignatures found are returned either way.
 func (w *Witnesses) VerifyCosignatures(raw []byte, logKey *Key) ([]Cosignature, []string, error) {
-	vs := append([]note.Verifier{logKey.v}, w.verifiers...)
+	vs := append(append([]note.Verifier(nil), logKey.vs...), w.verifiers...)
 	n, err := note.Open(raw, note.VerifierList(vs...))
 	if err != nil {
 		var invalid *note.InvalidSignatureError
@@ -118,7 +118,7 @@ func (w *Witnesses) VerifyCosignatures(raw []byte, logKey *Key) ([]Cosignature, 
 	}
 	var out []Cosignature
 	for _, s := range n.Sigs {
-		if s.Name == logKey.Name() && s.Hash == logKey.v.KeyHash() {
+		if logKey.signedBy(s.Name, s.Hash) {
 			continue
 		}
 		t, err := fnote.CoSigV1Timestamp(s)

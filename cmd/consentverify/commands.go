@@ -38,8 +38,10 @@ func interruptible() (context.Context, context.CancelFunc) {
 
 // common are the flags every command takes.
 type common struct {
-	fs     *flag.FlagSet
-	key    *string
+	fs *flag.FlagSet
+	// key holds each --key given (repeatable: during a signing-key
+	// rotation, auditors pin the old and the new key).
+	key    *[]string
 	asJSON *bool
 	// witness keys (--witness, repeatable) and --quorum; witnesses is set
 	// by parse when either was given.
@@ -51,9 +53,10 @@ type common struct {
 func newCommon(name string) common {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	keys := new([]string)
+	keys, logKeys := new([]string), new([]string)
 	fs.Func("witness", "", func(v string) error { *keys = append(*keys, v); return nil })
-	return common{fs: fs, key: fs.String("key", "", ""), asJSON: fs.Bool("json", false, ""), witnessKeys: keys, quorum: fs.Int("quorum", 0, "")}
+	fs.Func("key", "", func(v string) error { *logKeys = append(*logKeys, v); return nil })
+	return common{fs: fs, key: logKeys, asJSON: fs.Bool("json", false, ""), witnessKeys: keys, quorum: fs.Int("quorum", 0, "")}
 }
 
 const witnessHint = "--witness takes a witness's verifier key <name>+<hash>+<base64> (or a file holding it); --quorum K defaults to the number of --witness keys"
@@ -94,7 +97,7 @@ func (c *common) parse(args []string, want int, line, what string) ([]string, st
 	if len(pos) != want {
 		return nil, "", usageError(line, "%s takes %s, got %d arguments", c.fs.Name(), what, len(pos))
 	}
-	vkey, err := readKey(*c.key)
+	vkey, err := readKeys(*c.key)
 	if err != nil {
 		return nil, "", errorWithHint(2, err.Error(), keyHint)
 	}

@@ -142,7 +142,28 @@ func printJSON(v any) {
 	enc.Encode(v)
 }
 
-// readKey resolves --key: the verifier key itself, or a file holding it.
+// readKeys resolves every --key given and returns the keys one per line.
+func readKeys(flagValues []string) (string, error) {
+	if len(flagValues) == 0 {
+		return readKey("")
+	}
+	var keys []string
+	for _, v := range flagValues {
+		k, err := readKey(v)
+		if err != nil {
+			return "", err
+		}
+		keys = append(keys, k)
+	}
+	all := strings.Join(keys, "\n")
+	if _, err := verifier.ParseKey(all); err != nil {
+		return "", fmt.Errorf("--key: %w", err)
+	}
+	return all, nil
+}
+
+// readKey resolves one --key: the verifier key itself, or a file holding
+// it (or several keys of one log, one per line).
 func readKey(flagValue string) (string, error) {
 	if flagValue == "" {
 		return "", errors.New("--key is required: the log's verifier key, or a file that holds it")
