@@ -74,6 +74,11 @@ func ParseBundle(bundleJSON []byte) (*pb.EvidenceBundle, error) {
 // A failed check is a [*CheckError] wrapping [ErrInvalid]; an unreadable key
 // or bundle wraps [ErrMalformed] and comes with a nil report.
 func VerifyEvidence(ctx context.Context, bundleJSON []byte, vkey string) (*EvidenceReport, error) {
+	return VerifyEvidenceLimited(ctx, bundleJSON, vkey, Limits{})
+}
+
+// VerifyEvidenceLimited is [VerifyEvidence] within the given limits.
+func VerifyEvidenceLimited(ctx context.Context, bundleJSON []byte, vkey string, lim Limits) (*EvidenceReport, error) {
 	key, err := ParseKey(vkey)
 	if err != nil {
 		return nil, err
@@ -82,12 +87,17 @@ func VerifyEvidence(ctx context.Context, bundleJSON []byte, vkey string) (*Evide
 	if err != nil {
 		return nil, err
 	}
-	return VerifyBundle(ctx, b, key)
+	return VerifyBundleLimited(ctx, b, key, lim)
 }
 
 // VerifyBundle is [VerifyEvidence] for a decoded bundle and a parsed key.
 func VerifyBundle(ctx context.Context, b *pb.EvidenceBundle, key *Key) (*EvidenceReport, error) {
-	v := &evidence{b: b, key: key, r: newEvidenceReport()}
+	return VerifyBundleLimited(ctx, b, key, Limits{})
+}
+
+// VerifyBundleLimited is [VerifyBundle] within the given limits.
+func VerifyBundleLimited(ctx context.Context, b *pb.EvidenceBundle, key *Key, lim Limits) (*EvidenceReport, error) {
+	v := &evidence{b: b, key: key, r: newEvidenceReport(), limits: lim}
 	err := v.run(ctx)
 	v.r.finish(err)
 	if err != nil && !errors.Is(err, ErrInvalid) {
@@ -113,6 +123,9 @@ type evidence struct {
 	decision *proven
 	chain    []*proven
 	policy   *proven
+	lastSend *proven // bundle field 6, if present
+	grantAt  int     // the grant's position on the chain
+	limits   Limits
 	d        *pb.SendDecision
 	channel  pb.Channel
 	purpose  string // the consent purpose
@@ -144,6 +157,11 @@ func (v *evidence) run(ctx context.Context) error {
 	if v.policy, err = v.include(v.b.Policy); err != nil {
 		return err
 	}
+	if v.b.LastAllowedSend != nil {
+		if v.lastSend, err = v.include(v.b.LastAllowedSend); err != nil {
+			return err
+		}
+	}
 	for _, p := range v.all() {
 		v.r.Entries = append(v.r.Entries, p.index)
 	}
@@ -171,18 +189,26 @@ func (v *evidence) run(ctx context.Context) error {
 	switch {
 	case !v.d.Allow:
 		v.r.Outcome = OutcomeDenial
-		if len(v.chain) > 0 || len(v.d.ConsentIndexes) > 0 {
+		if len(v.d.ConsentIndexes) > 0 {
 			return failAt(CheckChain, v.decision.index, fmt.Sprintf("%d chain events, %d consent entries", len(v.chain), len(v.d.ConsentIndexes)), "none",
 				"the decision is a denial, which relies on no consent, yet the bundle claims a consent chain")
 		}
-		v.r.skip(CheckChain, "Not applicable: the decision is a denial and relies on no consent.")
+		if len(v.chain) > 0 {
+			if err := v.checkStateChain("the decision is a denial, which relies on no consent, and names no consent head"); err != nil {
+				return err
+			}
+		} else {
+			v.r.skip(CheckChain, "Not applicable: the decision is a denial and relies on no consent.")
+		}
 		v.r.skip(CheckGrant, "Not applicable: the decision is a denial and relies on no consent.")
 	case len(v.d.ConsentIndexes) == 0:
 		if len(v.chain) > 0 {
-			return failAt(CheckChain, v.decision.index, fmt.Sprintf("%d chain events", len(v.chain)), "none",
-				"the decision relied on no consent entry, yet the bundle carries a consent chain")
+			if err := v.checkStateChain("the decision relied on no consent entry, yet names no consent head"); err != nil {
+				return err
+			}
+		} else {
+			v.r.skip(CheckChain, "No consent chain: the decision relied on no consent entry.")
 		}
-		v.r.skip(CheckChain, "No consent chain: the decision relied on no consent entry.")
 		return failAt(CheckGrant, v.decision.index, "no consent entry", fmt.Sprintf("an opt-in for %s/%s", channelName(v.channel), v.purpose),
 			"send decision #%d is authentic but NOT a proof of consent: it was allowed without relying on any opt-in for %s/%s (the policy's grounds: %s)",
 			v.decision.index, channelName(v.channel), v.purpose, strings.Join(v.d.Reasons, "; "))
@@ -195,13 +221,20 @@ func (v *evidence) run(ctx context.Context) error {
 		}
 		v.r.Outcome = OutcomeConsent
 	}
-	return v.checkPolicy(ctx)
+	if err := v.checkPolicy(ctx); err != nil {
+		return err
+	}
+	return v.checkInput()
 }
 
 // all returns the bundle's entries in the order they are checked.
 func (v *evidence) all() []*proven {
 	out := append([]*proven{v.decision}, v.chain...)
-	return append(out, v.policy)
+	out = append(out, v.policy)
+	if v.lastSend != nil {
+		out = append(out, v.lastSend)
+	}
+	return out
 }
 
 // include runs check 2 on one proven entry.
@@ -224,61 +257,24 @@ func (v *evidence) include(pe *pb.ProvenEntry) (*proven, error) {
 }
 
 // checkChain runs check 3 for an allowed decision that relied on consent.
+// The chain starts at the grant, or (bundles written since check 6) at the
+// subject's first consent event before it.
 func (v *evidence) checkChain() error {
 	de, grant := v.decision, v.d.ConsentIndexes[0]
 	if len(v.chain) == 0 {
 		return failAt(CheckChain, de.index, "no chain", fmt.Sprintf("a chain from grant #%d", grant),
 			"the decision relied on grant #%d but the bundle carries no consent chain", grant)
 	}
-	if first := v.chain[0]; first.index != grant {
+	first := v.chain[0]
+	gi := slices.IndexFunc(v.chain, func(p *proven) bool { return p.index == grant })
+	if gi < 0 || (gi > 0 && (first.e.SubjectPrevIndex != nil || len(first.e.SubjectPrevHash) > 0)) {
 		return failAt(CheckChain, first.index, fmt.Sprintf("#%d", first.index), fmt.Sprintf("#%d", grant),
-			"the chain starts at entry #%d, not at the grant #%d the decision relied on", first.index, grant)
+			"the chain starts at entry #%d, not at the grant #%d the decision relied on (nor at the subject's first consent event before it)", first.index, grant)
 	}
-	if de.e.SubjectId == "" {
-		return failAt(CheckChain, de.index, "no subject", "a subject_id", "the decision names no subject")
-	}
-	for i, p := range v.chain {
-		e := p.e
-		if !isConsentEvent(e) {
-			return failAt(CheckChain, p.index, eventKind(e), "a consent event", "entry #%d on the consent chain is a %s, not a consent event", p.index, eventKind(e))
-		}
-		if e.SubjectId != de.e.SubjectId {
-			return failAt(CheckChain, p.index, e.SubjectId, de.e.SubjectId, "entry #%d is about another subject than the decision", p.index)
-		}
-		if i > 0 {
-			prev := v.chain[i-1]
-			if e.SubjectPrevIndex == nil || *e.SubjectPrevIndex != prev.index || p.index <= prev.index {
-				got := "no previous event"
-				if e.SubjectPrevIndex != nil {
-					got = fmt.Sprintf("#%d", *e.SubjectPrevIndex)
-				}
-				return failAt(CheckChain, p.index, got, fmt.Sprintf("#%d", prev.index),
-					"entry #%d does not name #%d as the subject's previous consent event: the chain is broken, an event between them is missing", p.index, prev.index)
-			}
-			if !bytes.Equal(e.SubjectPrevHash, prev.leaf) {
-				return failAt(CheckChain, p.index, hex.EncodeToString(e.SubjectPrevHash), hex.EncodeToString(prev.leaf),
-					"entry #%d names #%d as the previous consent event, but with another leaf hash", p.index, prev.index)
-			}
-		}
-		if withdraws(e, v.channel, v.purpose) {
-			return failAt(CheckChain, p.index, describeEvent(e), "no withdrawal",
-				"entry #%d (%s) ends the consent for %s/%s before the decision", p.index, describeEvent(e), channelName(v.channel), v.purpose)
-		}
-	}
-	last := v.chain[len(v.chain)-1]
-	if de.e.ConsentHeadIndex == nil {
-		return failAt(CheckChain, de.index, "no consent head", fmt.Sprintf("#%d", last.index), "the decision names no consent head, yet relies on consent")
-	}
-	if head := *de.e.ConsentHeadIndex; head != last.index {
-		return failAt(CheckChain, de.index, fmt.Sprintf("chain ends at #%d", last.index), fmt.Sprintf("consent head #%d", head),
-			"the chain does not end at the consent head the decision names: consent events are missing from the bundle")
-	}
-	if !bytes.Equal(de.e.ConsentHeadHash, last.leaf) {
-		return failAt(CheckChain, de.index, hex.EncodeToString(last.leaf), hex.EncodeToString(de.e.ConsentHeadHash),
-			"the decision names its consent head #%d with another leaf hash", last.index)
-	}
-	if last.index >= de.index {
-		return failAt(CheckChain, de.index, fmt.Sprintf("#%d", last.index), fmt.Sprintf("before #%d", de.index), "the consent head comes after the decision")
+	v.grantAt = gi
+	last, err := v.checkLinks(gi)
+	if err != nil {
+		return err
 	}
 	for _, ci := range v.d.ConsentIndexes {
 		if !slices.ContainsFunc(v.chain, func(p *proven) bool { return p.index == ci }) {
@@ -290,14 +286,87 @@ func (v *evidence) checkChain() error {
 	for _, p := range v.chain {
 		steps = append(steps, fmt.Sprintf("#%d", p.index))
 	}
-	v.r.pass(CheckChain, "The subject's consent chain %s is unbroken (each event names the one before by index and leaf hash) and ends at the consent head #%d the decision names; no event on it withdraws %s/%s.",
-		strings.Join(steps, " → "), last.index, channelName(v.channel), v.purpose)
+	v.r.pass(CheckChain, "The subject's consent chain %s is unbroken (each event names the one before by index and leaf hash) and ends at the consent head #%d the decision names; no event after the grant #%d withdraws %s/%s.",
+		strings.Join(steps, " → "), last.index, grant, channelName(v.channel), v.purpose)
+	return nil
+}
+
+// checkLinks checks that the chain is the decision's subject's consent
+// events, each naming the one before, ending at the consent head the
+// decision names, before it; and, if from >= 0, that no event after
+// chain[from] withdraws the decision's channel and purpose. It returns the
+// chain's last event.
+func (v *evidence) checkLinks(from int) (*proven, error) {
+	de := v.decision
+	if de.e.SubjectId == "" {
+		return nil, failAt(CheckChain, de.index, "no subject", "a subject_id", "the decision names no subject")
+	}
+	for i, p := range v.chain {
+		e := p.e
+		if !isConsentEvent(e) {
+			return nil, failAt(CheckChain, p.index, eventKind(e), "a consent event", "entry #%d on the consent chain is a %s, not a consent event", p.index, eventKind(e))
+		}
+		if e.SubjectId != de.e.SubjectId {
+			return nil, failAt(CheckChain, p.index, e.SubjectId, de.e.SubjectId, "entry #%d is about another subject than the decision", p.index)
+		}
+		if i > 0 {
+			prev := v.chain[i-1]
+			if e.SubjectPrevIndex == nil || *e.SubjectPrevIndex != prev.index || p.index <= prev.index {
+				got := "no previous event"
+				if e.SubjectPrevIndex != nil {
+					got = fmt.Sprintf("#%d", *e.SubjectPrevIndex)
+				}
+				return nil, failAt(CheckChain, p.index, got, fmt.Sprintf("#%d", prev.index),
+					"entry #%d does not name #%d as the subject's previous consent event: the chain is broken, an event between them is missing", p.index, prev.index)
+			}
+			if !bytes.Equal(e.SubjectPrevHash, prev.leaf) {
+				return nil, failAt(CheckChain, p.index, hex.EncodeToString(e.SubjectPrevHash), hex.EncodeToString(prev.leaf),
+					"entry #%d names #%d as the previous consent event, but with another leaf hash", p.index, prev.index)
+			}
+		}
+		if from >= 0 && i > from && withdraws(e, v.channel, v.purpose) {
+			return nil, failAt(CheckChain, p.index, describeEvent(e), "no withdrawal",
+				"entry #%d (%s) ends the consent for %s/%s before the decision", p.index, describeEvent(e), channelName(v.channel), v.purpose)
+		}
+	}
+	last := v.chain[len(v.chain)-1]
+	if de.e.ConsentHeadIndex == nil {
+		return nil, failAt(CheckChain, de.index, "no consent head", fmt.Sprintf("#%d", last.index), "the decision names no consent head, yet relies on consent")
+	}
+	if head := *de.e.ConsentHeadIndex; head != last.index {
+		return nil, failAt(CheckChain, de.index, fmt.Sprintf("chain ends at #%d", last.index), fmt.Sprintf("consent head #%d", head),
+			"the chain does not end at the consent head the decision names: consent events are missing from the bundle")
+	}
+	if !bytes.Equal(de.e.ConsentHeadHash, last.leaf) {
+		return nil, failAt(CheckChain, de.index, hex.EncodeToString(last.leaf), hex.EncodeToString(de.e.ConsentHeadHash),
+			"the decision names its consent head #%d with another leaf hash", last.index)
+	}
+	if last.index >= de.index {
+		return nil, failAt(CheckChain, de.index, fmt.Sprintf("#%d", last.index), fmt.Sprintf("before #%d", de.index), "the consent head comes after the decision")
+	}
+	return last, nil
+}
+
+// checkStateChain runs check 3 for a decision that relied on no consent
+// but whose bundle carries the subject's consent events for check 6.
+func (v *evidence) checkStateChain(what string) error {
+	de := v.decision
+	if de.e.ConsentHeadIndex == nil {
+		return failAt(CheckChain, de.index, fmt.Sprintf("%d chain events", len(v.chain)), "none",
+			"%s, yet the bundle carries a consent chain", what)
+	}
+	last, err := v.checkLinks(-1)
+	if err != nil {
+		return err
+	}
+	v.r.pass(CheckChain, "The subject's consent chain from entry #%d to the consent head #%d the decision names is unbroken; the decision relied on no consent, so the chain serves check 6 only.",
+		v.chain[0].index, last.index)
 	return nil
 }
 
 // checkGrant runs check 4.
 func (v *evidence) checkGrant() error {
-	de, gp := v.decision, v.chain[0]
+	de, gp := v.decision, v.chain[v.grantAt]
 	g := gp.e.GetConsentGranted()
 	ch, p := channelName(v.channel), v.purpose
 	if g == nil {
@@ -315,7 +384,7 @@ func (v *evidence) checkGrant() error {
 	}
 	var confirmation *proven
 	if !g.DoubleOptInConfirmed {
-		for _, c := range v.chain[1:] {
+		for _, c := range v.chain[v.grantAt+1:] {
 			if confirms(c.e, v.channel, p) {
 				confirmation = c
 				break
@@ -422,10 +491,17 @@ func (v *evidence) checkPolicy(ctx context.Context) error {
 	if pol.index >= de.index {
 		return failAt(CheckPolicy, pol.index, fmt.Sprintf("#%d", pol.index), fmt.Sprintf("before #%d", de.index), "the policy was published after the decision")
 	}
-	dec, err := policies.Replay(ctx, files, v.d.Input)
+	limit := v.limits.replayTimeout()
+	rctx, cancel := context.WithTimeout(ctx, limit)
+	dec, err := policies.Replay(rctx, files, v.d.Input)
+	timedOut := rctx.Err() != nil
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if timedOut {
+			return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d did not finish within %s (--replay-timeout): the policy does not terminate on it", pol.index, limit)
 		}
 		return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d fails: %v", pol.index, err)
 	}

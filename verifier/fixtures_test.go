@@ -208,8 +208,12 @@ var auditCases = []struct {
 	malformed bool
 }{
 	{"log", "verifier", "", -1, 0, false},
-	{"flipped-byte", "verifier", verifier.AuditHashChain, 12, 2, false},
-	{"forged-replay", "verifier", verifier.AuditReplay, 11, 1, false},
+	// The flipped byte is in #11's message_ref: its input no longer matches
+	// its request (#11), and the chain breaks at #12.
+	{"flipped-byte", "verifier", verifier.AuditInput, 11, 3, false},
+	// The forged input's now (22:30) is after the decision's recorded_at
+	// (12:00), and the replay gives another result.
+	{"forged-replay", "verifier", verifier.AuditInput, 11, 2, false},
 	{"forged-fork", "verifier", verifier.AuditSubjects, 7, 1, false},
 	{"forged-late-breach", "verifier", verifier.AuditBreaches, 26, 1, false},
 	{"truncated", "verifier", "", -1, 0, true},

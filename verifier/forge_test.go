@@ -173,11 +173,13 @@ func TestForgedBundles(t *testing.T) {
 		want    string // in the error
 	}{
 		{"unchanged", "valid-allow", true, func(p *parts) {}, 0, ""},
+		// A withdrawal of another purpose does not break the chain (check 3
+		// passes), but the recorded input does not show it (check 6).
 		{"withdrawal of another purpose", "valid-allow", true, func(p *parts) {
 			p.chain = append(p.chain, &pb.Entry{Index: 5, SubjectId: anna(p), SubjectPrevIndex: u64(3),
 				Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: pb.Channel_CHANNEL_WHATSAPP, Purposes: []string{"newsletter"}}}})
 			p.decision.ConsentHeadIndex = u64(5)
-		}, 0, ""},
+		}, 6, "subject.consents.whatsapp.newsletter"},
 		{"withdrawal of the purpose", "valid-allow", true, func(p *parts) {
 			p.chain = append(p.chain, &pb.Entry{Index: 5, SubjectId: anna(p), SubjectPrevIndex: u64(3),
 				Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: pb.Channel_CHANNEL_WHATSAPP, Purposes: []string{"newsletter", "marketing"}}}})
@@ -197,7 +199,11 @@ func TestForgedBundles(t *testing.T) {
 		{"head beyond the chain", "valid-allow", true, func(p *parts) { p.decision.ConsentHeadIndex = u64(7) }, 3, "does not end at the consent head"},
 		{"no head", "valid-allow", true, func(p *parts) { p.decision.ConsentHeadIndex = nil }, 3, "names no consent head"},
 		{"relied-on entry not on the chain", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{1, 9} }, 3, "#9, which is not on the chain"},
-		{"chain starts elsewhere", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{2} }, 3, "not at the grant #2"},
+		// A chain may start at the subject's first consent event before the
+		// grant (check 6 derives the whole state from it): #1 → #2 relied
+		// on as the grant, #2 is the SMS opt-in.
+		{"chain starts before the grant", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{2} }, 4, "another channel"},
+		{"chain starts after the first event, not at the grant", "valid-allow", true, func(p *parts) { p.chain = p.chain[1:] }, 3, "not at the grant #1"},
 		{"no subject", "valid-allow", true, func(p *parts) { p.decision.SubjectId = "" }, 3, "names no subject"},
 		{"backwards link", "valid-allow", true, func(p *parts) {
 			p.chain[1].Index, p.chain[2].SubjectPrevIndex = 9, u64(9) // #1 → #9 → #3

@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	evidenceUsage    = "consentverify evidence FILE --key KEY [--json]"
+	evidenceUsage    = "consentverify evidence FILE --key KEY [--json] [--replay-timeout 5s]"
 	consistencyUsage = "consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json]"
-	auditUsage       = "consentverify audit FILE --key KEY [--json]"
+	auditUsage       = "consentverify audit FILE --key KEY [--json] [--replay-timeout 5s]"
 	breachesUsage    = "consentverify breaches FILE --key KEY [--json]"
 
 	bundleHint = "FILE must be an evidence bundle as `consentledger evidence --decision N -o FILE` writes it"
@@ -77,6 +77,7 @@ func (c common) report(text func() string, v any) {
 
 func runEvidence(args []string) int {
 	c := newCommon("evidence")
+	timeout := c.fs.Duration("replay-timeout", verifier.DefaultReplayTimeout, "")
 	pos, vkey, code := c.parse(args, 1, evidenceUsage, "one bundle file")
 	if pos == nil {
 		return code
@@ -90,7 +91,10 @@ func runEvidence(args []string) int {
 	debug.SetGCPercent(400)
 	ctx, cancel := interruptible()
 	defer cancel()
-	rep, err := verifier.VerifyEvidence(ctx, data, vkey)
+	if *timeout <= 0 {
+		return usageError(evidenceUsage, "--replay-timeout must be positive, got %s", *timeout)
+	}
+	rep, err := verifier.VerifyEvidenceLimited(ctx, data, vkey, verifier.Limits{ReplayTimeout: *timeout})
 	if rep != nil {
 		c.report(rep.Text, rep)
 	}
@@ -99,9 +103,13 @@ func runEvidence(args []string) int {
 
 func runAudit(args []string) int {
 	c := newCommon("audit")
+	timeout := c.fs.Duration("replay-timeout", verifier.DefaultReplayTimeout, "")
 	pos, vkey, code := c.parse(args, 1, auditUsage, "one export file")
 	if pos == nil {
 		return code
+	}
+	if *timeout <= 0 {
+		return usageError(auditUsage, "--replay-timeout must be positive, got %s", *timeout)
 	}
 	f, err := open(pos[0])
 	if err != nil {
@@ -111,7 +119,7 @@ func runAudit(args []string) int {
 	ctx, cancel := interruptible()
 	defer cancel()
 	p := &progress{w: stderr, verb: "audited", start: time.Now()}
-	rep, err := verifier.Audit(ctx, f, vkey, p.update)
+	rep, err := verifier.AuditLimited(ctx, f, vkey, p.update, verifier.Limits{ReplayTimeout: *timeout})
 	p.finish()
 	if rep != nil {
 		c.report(rep.Text, rep)

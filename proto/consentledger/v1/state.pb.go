@@ -190,9 +190,12 @@ type SubjectState struct {
 	// Consent per channel and purpose, sorted by channel then purpose.
 	Consents []*ConsentState `protobuf:"bytes,3,rep,name=consents,proto3" json:"consents,omitempty"`
 	// True once a SubjectErased entry was appended.
-	Erased        bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Erased bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
+	// The subject's last allowed SendDecision on any channel (filled in on
+	// reads; a decision is appended only if it is unchanged since evaluation).
+	LastAllowedSend *EntryRef `protobuf:"bytes,5,opt,name=last_allowed_send,json=lastAllowedSend,proto3" json:"last_allowed_send,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubjectState) Reset() {
@@ -251,6 +254,13 @@ func (x *SubjectState) GetErased() bool {
 		return x.Erased
 	}
 	return false
+}
+
+func (x *SubjectState) GetLastAllowedSend() *EntryRef {
+	if x != nil {
+		return x.LastAllowedSend
+	}
+	return nil
 }
 
 // BreachState is the current state of one breach, derived from the log.
@@ -468,13 +478,14 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"withdrawal\x18\f \x01(\v2\x1a.consentledger.v1.EntryRefR\n" +
 	"withdrawal\x12K\n" +
 	"\x14last_allowed_send_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11lastAllowedSendAt\x12F\n" +
-	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\xb1\x01\n" +
+	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\xf9\x01\n" +
 	"\fSubjectState\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
 	"\x04head\x18\x02 \x01(\v2\x1a.consentledger.v1.EntryRefR\x04head\x12:\n" +
 	"\bconsents\x18\x03 \x03(\v2\x1e.consentledger.v1.ConsentStateR\bconsents\x12\x16\n" +
-	"\x06erased\x18\x04 \x01(\bR\x06erased\"\x84\x05\n" +
+	"\x06erased\x18\x04 \x01(\bR\x06erased\x12F\n" +
+	"\x11last_allowed_send\x18\x05 \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\x84\x05\n" +
 	"\vBreachState\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x126\n" +
@@ -528,20 +539,21 @@ var file_consentledger_v1_state_proto_depIdxs = []int32{
 	6,  // 8: consentledger.v1.ConsentState.last_allowed_send:type_name -> consentledger.v1.EntryRef
 	6,  // 9: consentledger.v1.SubjectState.head:type_name -> consentledger.v1.EntryRef
 	0,  // 10: consentledger.v1.SubjectState.consents:type_name -> consentledger.v1.ConsentState
-	6,  // 11: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
-	5,  // 12: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
-	4,  // 13: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
-	5,  // 14: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
-	6,  // 15: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
-	5,  // 16: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 17: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
-	6,  // 18: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
-	6,  // 19: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	6,  // 11: consentledger.v1.SubjectState.last_allowed_send:type_name -> consentledger.v1.EntryRef
+	6,  // 12: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
+	5,  // 13: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
+	4,  // 14: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
+	5,  // 15: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
+	6,  // 16: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
+	5,  // 17: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
+	5,  // 18: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
+	6,  // 19: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
+	6,  // 20: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_state_proto_init() }
