@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -106,5 +107,54 @@ func TestDecisionsRaceStateChanges(t *testing.T) {
 	}
 	if rep.Allowed == 0 {
 		t.Error("no decision was allowed: the race exercised no last allowed send")
+	}
+}
+
+// A bundle from GetEvidence carries the subject's whole consent chain and
+// the last allowed send the input names, so check 6 shows everything a
+// bundle can: only the facts the audit proves remain unproven.
+func TestEvidenceShowsInput(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	optIn(t, s, anna, pb.Channel_CHANNEL_SMS, true, "marketing")
+	optIn(t, s, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	first := decide(t, s, waMarketing(anna))
+	s.clock.Add(time.Hour)
+	second := decide(t, s, waMarketing(anna))
+	if !first.Allow || !second.Allow {
+		t.Fatalf("decisions %v, %v; want both allowed", first, second)
+	}
+	ev, err := s.logs().GetEvidence(ctx, connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: second.Decision.Index}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := ev.Msg.Bundle
+	if len(b.Chain) != 2 || b.Chain[0].Index != 1 || b.LastAllowedSend.GetIndex() != first.Decision.Index {
+		t.Fatalf("bundle chain %v, last allowed send %v; want the chain from #1 and the send #%d", b.Chain, b.LastAllowedSend, first.Decision.Index)
+	}
+	vkey, err := ledger.ReadVerifierKey(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := verifier.ParseKey(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.VerifyBundle(ctx, b, key)
+	if err != nil || !rep.Verified || rep.Checks[verifier.CheckInput-1].Status != verifier.StatusPassed {
+		t.Fatalf("VerifyBundle = %v; want verified with check 6 passed", err)
+	}
+	for _, n := range rep.NotProven {
+		if strings.HasPrefix(n, "Not shown") {
+			t.Errorf("a fresh bundle does not show: %s", n)
+		}
+	}
+	if len(rep.NotProven) < 3 {
+		t.Errorf("the report names %d facts the bundle cannot prove, want breaches, policy and head at least", len(rep.NotProven))
+	}
+	// The first decision had no earlier send: no field 6.
+	ev, err = s.logs().GetEvidence(ctx, connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: first.Decision.Index}))
+	if err != nil || ev.Msg.Bundle.LastAllowedSend != nil {
+		t.Fatalf("first decision's bundle: %v, last allowed send %v; want none", err, ev.Msg.Bundle.GetLastAllowedSend())
 	}
 }

@@ -49,25 +49,38 @@ func ParseBundle(bundleJSON []byte) (*pb.EvidenceBundle, error) {
 
 // VerifyEvidence verifies an evidence bundle (protojson, as GetEvidence and
 // `consentledger evidence` write it) against the pinned verifier key vkey,
-// with the five checks of DESIGN §8, in order, stopping at the first that
+// with the six checks of DESIGN §8, in order, stopping at the first that
 // fails:
 //
 //  1. the checkpoint is signed by the pinned key;
-//  2. every entry (decision, chain, policy) is included in that checkpoint
-//     and its own index field is the index it is proven at;
-//  3. the consent chain runs unbroken from the grant the decision relied on
-//     to the consent head the decision names, about the decision's subject,
-//     and no event on it withdraws the channel and purpose;
+//  2. every entry (decision, chain, policy, last allowed send) is included
+//     in that checkpoint and its own index field is the index it is proven
+//     at;
+//  3. the consent chain runs unbroken, from the grant the decision relied on
+//     or from the subject's first consent event before it, to the consent
+//     head the decision names, about the decision's subject, and no event
+//     after the grant withdraws the channel and purpose;
 //  4. the grant covers the channel and purpose, was recorded before the
 //     decision, and was confirmed by double opt-in where the decision relied
 //     on one;
 //  5. the policy entry is the one the decision names, its digest is the
 //     decision's and the one recomputed from its files, and replaying the
-//     decision's recorded input with it gives the recorded result.
+//     decision's recorded input with it gives the recorded result (within
+//     [Limits.ReplayTimeout]);
+//  6. the recorded input agrees with what the bundle shows: its now is not
+//     after the decision's recorded_at nor more than state.MaxInputLag
+//     before it, its request is the decision's, its consent state is the one
+//     derived (package ledger/state) from the subject's consent events on
+//     the chain, and its last allowed send is the bundle's
+//     last_allowed_send entry. What the bundle cannot show is listed in the
+//     report's NotProven: open breaches, the policy in force and that the
+//     head was the latest (the audit proves these), the subject's country
+//     (only `subject reveal` shows it), and in bundles written before check
+//     6 the consent state or the last send ("not shown", not failed).
 //
-// A denied send verifies as a recorded denial (checks 1, 2 and 5). An allowed
-// send that relied on no consent is authentic but proves no consent: check 4
-// fails.
+// A denied send verifies as a recorded denial (checks 1, 2, 5 and 6). An
+// allowed send that relied on no consent is authentic but proves no consent:
+// check 4 fails.
 //
 // The report is returned whenever the bundle could be read, also when a
 // check fails; it then lists the checks that passed and the one that failed.

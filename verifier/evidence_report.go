@@ -14,10 +14,10 @@ import (
 
 // Outcomes of an evidence verification.
 const (
-	// OutcomeConsent: all five checks hold; the bundle proves that consent
+	// OutcomeConsent: all six checks hold; the bundle proves that consent
 	// existed when the send was decided.
 	OutcomeConsent = "consent_proven"
-	// OutcomeDenial: checks 1, 2 and 5 hold for a denied send; the bundle
+	// OutcomeDenial: checks 1, 2, 5 and 6 hold for a denied send; the bundle
 	// proves that the denial was recorded as the policy made it.
 	OutcomeDenial = "recorded_denial"
 	// OutcomeFailed: a check failed; the bundle proves nothing.
@@ -58,7 +58,7 @@ type EvidenceReport struct {
 	NotProven []string `json:"not_proven,omitempty"`
 }
 
-// CheckResult is the state of one of the five checks.
+// CheckResult is the state of one of the six checks.
 type CheckResult struct {
 	Check  int    `json:"check,omitempty"` // 1 to 6 for evidence; 0 for an audit's named checks
 	Name   string `json:"name"`
