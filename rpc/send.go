@@ -22,7 +22,9 @@ const MaxDecideBatch = 100
 
 // maxStaleRetries bounds how often Decide re-evaluates when what its input
 // was built from changed between evaluation and append.
-const maxStaleRetries = 16
+// Concurrent decisions for one subject each change the last allowed send
+// the others' inputs list, so a burst for one subject retries often.
+const maxStaleRetries = 64
 
 var categories = []string{"marketing", "utility", "authentication", "service"}
 
