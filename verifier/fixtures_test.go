@@ -14,10 +14,10 @@ import (
 	"github.com/consentledger/consentledger/verifier"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden reports in ../testdata (the fixtures themselves come from go run ./verifier/internal/gen)")
+var update = flag.Bool("update", false, "rewrite the golden reports in ../testdata (the fixtures themselves come from go run ./internal/fixturegen)")
 
 // testdata is the repository's fixture directory, written by
-// verifier/internal/gen and committed.
+// internal/fixturegen and committed.
 const testdata = "../testdata"
 
 func readFixture(t testing.TB, name string) []byte {

@@ -1,4 +1,4 @@
-// Command gen regenerates the verifier's fixtures in testdata/ at the
+// Command fixturegen regenerates the verifier's fixtures in testdata/ at the
 // repository root. It runs a real consentledger server in-process
 // (server.Run, a temporary data directory, a fixed clock), records a
 // scenario through the Connect API — opt-ins, a double opt-in confirmation,
@@ -9,7 +9,7 @@
 // dishonest operator could), each meant to fail one check. Run it from the
 // repository root:
 //
-//	go run ./verifier/internal/gen            # writes ./testdata
+//	go run ./internal/fixturegen            # writes ./testdata
 //	go test ./verifier/ ./cmd/consentverify/ -update   # then refresh the golden reports
 //
 // The scenario and its clock are fixed; keys, subject ids and salts are
@@ -570,7 +570,7 @@ func scenarioText(ix indexes) []byte {
 		max = maxU(max, v)
 	}
 	var b bytes.Buffer
-	b.WriteString("# The entries of the fixture log, as recorded by verifier/internal/gen.\n")
+	b.WriteString("# The entries of the fixture log, as recorded by internal/fixturegen.\n")
 	for i := uint64(0); i <= max; i++ {
 		if n, ok := byIndex[i]; ok {
 			fmt.Fprintf(&b, "%d\t%s\n", i, n)
