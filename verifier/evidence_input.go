@@ -121,6 +121,9 @@ func (v *evidence) checkInput() error {
 		"Open breaches: the input lists "+breachCount(recMap["breaches"])+"; that no other breach was open is proven only by the audit of the whole log (consentverify audit).",
 		fmt.Sprintf("The policy in force: that no policy newer than #%d had been published before the decision — the audit proves it.", d.PolicyIndex),
 		headFact(de.e.ConsentHeadIndex))
+	if lastShown {
+		v.r.NotProven = append(v.r.NotProven, fmt.Sprintf("That entry #%d was the subject's latest allowed send before the decision — the audit proves it.", v.lastSend.index))
+	}
 	if c := d.GetRequest().GetSubjectCountry(); c != "" {
 		v.r.NotProven = append(v.r.NotProven, fmt.Sprintf("The subject's country (%s): it comes from the phone number, which the log never holds — only `consentledger subject reveal` with the subject commitment shows it.", c))
 	}
