@@ -27,6 +27,19 @@ type Request struct {
 	// event), else Append returns ErrStaleHead and the caller evaluates again.
 	CheckHead    bool
 	ExpectedHead *pb.EntryRef
+	// CheckInputs makes a SendDecision conditional on the rest of what its
+	// policy input was built from (DESIGN §4): it is appended only if the
+	// subject's table row still exists if and only if ExpectedKnown, the
+	// active policy is still ExpectedPolicy, the latest breach event still
+	// ExpectedBreaches and the subject's last allowed send still
+	// ExpectedLastSend (nil: none), and if EvaluatedAt (the input's `now`)
+	// is not more than state.MaxInputLag before the entry's recorded_at;
+	// else Append returns an error wrapping ErrStale and the caller
+	// evaluates again. recorded_at is never before EvaluatedAt.
+	CheckInputs                                        bool
+	ExpectedKnown                                      bool
+	ExpectedPolicy, ExpectedBreaches, ExpectedLastSend *pb.EntryRef
+	EvaluatedAt                                        time.Time
 	// Fingerprint identifies the request behind an idempotency key (a
 	// digest of the caller's request); a retry with the same key but another
 	// fingerprint is refused with ErrConflict. At most 64 bytes.

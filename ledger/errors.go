@@ -1,6 +1,9 @@
 package ledger
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error classes. Every error the ledger returns for a request it refuses
 // wraps exactly one of these, with a message that says what to change; the
@@ -18,9 +21,22 @@ var (
 	// ErrConflict: an idempotency key was reused for a different request, or
 	// an id that must be unique already exists.
 	ErrConflict = errors.New("conflict")
-	// ErrStaleHead: a SendDecision was evaluated against a consent head that
-	// is no longer the subject's latest; evaluate again with fresh state.
-	ErrStaleHead = errors.New("consent head changed since evaluation")
+	// ErrStale: a SendDecision was evaluated against state that changed
+	// before it could be sequenced; evaluate again with fresh state. The
+	// errors below wrap it and say what changed.
+	ErrStale = errors.New("state changed since evaluation")
+	// ErrStaleHead: the consent head is no longer the subject's latest.
+	ErrStaleHead = fmt.Errorf("consent head changed since evaluation: %w", ErrStale)
+	// ErrStalePolicy: another policy was published.
+	ErrStalePolicy = fmt.Errorf("active policy changed since evaluation: %w", ErrStale)
+	// ErrStaleBreaches: a breach was reported, notified or closed.
+	ErrStaleBreaches = fmt.Errorf("breaches changed since evaluation: %w", ErrStale)
+	// ErrStaleKnown: the subject became known (its first entry was appended).
+	ErrStaleKnown = fmt.Errorf("the subject became known since evaluation: %w", ErrStale)
+	// ErrStaleSend: another send to the subject was allowed.
+	ErrStaleSend = fmt.Errorf("the subject's last allowed send changed since evaluation: %w", ErrStale)
+	// ErrStaleClock: the input's time is too far before the sequencer's clock.
+	ErrStaleClock = fmt.Errorf("evaluated too long before sequencing: %w", ErrStale)
 	// ErrClosed: the ledger is closed or has stopped after a storage failure.
 	ErrClosed = errors.New("ledger closed")
 	// ErrNoSpace: the data directory's file system is below the free-space

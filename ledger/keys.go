@@ -19,13 +19,15 @@ import (
 //	's' subject_id        SubjectState (state index)
 //	'a' subject_id 0 channel(1) purpose
 //	                      EntryRef of the last allowed send (state index)
+//	'a' subject_id 0      EntryRef of the subject's last allowed send on any channel
 //	'b' breach_id         BreachState (state index)
 //	'p'                   PolicyState: the active policy (state index)
 //	'r' index(8)          EntryRef of an InboundReview (state index)
+//	'v' 'b'               EntryRef of the latest breach event (state index)
 //	'x' hmac(32)          erasable subject table row: salt(32) subject_id
 //	'w' size(8) witness   a witness's cosignature line for the checkpoint of that size
 //
-// 'e', 't', 'm', 'c', 'l' and 'w' are the log; 'i', 's', 'b' and 'p' are the
+// 'e', 't', 'm', 'c', 'l' and 'w' are the log; 'i', 's', 'a', 'b', 'p', 'r' and 'v' are the
 // state index, derivable from the entries; 'x' is outside the tree and
 // erasable; 'f' is not derivable (a rebuilt index keeps the fingerprints).
 const (
@@ -41,12 +43,13 @@ const (
 	tabBreach     = 'b'
 	tabPolicy     = 'p'
 	tabReview     = 'r'
+	tabEpoch      = 'v'
 	tabTable      = 'x'
 	tabCosig      = 'w'
 )
 
 // stateTables are the tables RebuildState derives from the entries.
-var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview}
+var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview, tabEpoch}
 
 func reviewKey(index uint64) []byte {
 	k := make([]byte, 9)
@@ -110,6 +113,14 @@ func lastSendPrefix(subjectID string) []byte {
 func lastSendKey(subjectID string, ch pb.Channel, purpose string) []byte {
 	return append(append(lastSendPrefix(subjectID), byte(ch)), purpose...)
 }
+
+// subjectLastSendKey holds the subject's last allowed send on any channel;
+// the per-channel keys extend it by at least a channel byte.
+func subjectLastSendKey(subjectID string) []byte { return lastSendPrefix(subjectID) }
+
+// breachEpochKey holds the EntryRef of the latest breach event: the open
+// breaches a decision's input lists are unchanged while it is.
+var breachEpochKey = []byte{tabEpoch, 'b'}
 
 func breachKey(breachID string) []byte { return append([]byte{tabBreach}, breachID...) }
 func tableKey(h [32]byte) []byte       { return append([]byte{tabTable}, h[:]...) }

@@ -163,7 +163,10 @@ func readSubject(tx storage.ReadTx, subjectID string) (*pb.SubjectState, error) 
 		}
 		cs.LastAllowedSend, cs.LastAllowedSendAt = ref, ref.RecordedAt
 	}
-	return st, err
+	if st.LastAllowedSend, err = getProto(tx, subjectLastSendKey(subjectID), new(pb.EntryRef)); err != nil {
+		return nil, fmt.Errorf("decode last send: %w", err)
+	}
+	return st, nil
 }
 
 // RevealSubject returns the subject_id, salt and commitment of the person id
@@ -220,6 +223,31 @@ func (l *Ledger) Reviews(ctx context.Context) ([]*pb.EntryRef, error) {
 		})
 	})
 	return out, err
+}
+
+// OpenBreaches returns the open breaches in order of breach_id, as a
+// decision's input lists them, and the latest breach event (nil if none),
+// which names that set for Request.ExpectedBreaches; both from one snapshot.
+func (l *Ledger) OpenBreaches(ctx context.Context) ([]*pb.BreachState, *pb.EntryRef, error) {
+	var open []*pb.BreachState
+	var epoch *pb.EntryRef
+	err := l.store.View(ctx, func(tx storage.ReadTx) error {
+		var err error
+		if epoch, err = getProto(tx, breachEpochKey, new(pb.EntryRef)); err != nil {
+			return err
+		}
+		return tx.Scan([]byte{tabBreach}, storage.PrefixEnd([]byte{tabBreach}), func(_, v []byte) error {
+			b := new(pb.BreachState)
+			if err := proto.Unmarshal(v, b); err != nil {
+				return fmt.Errorf("decode breach state: %w", err)
+			}
+			if b.Status == BreachOpen {
+				open = append(open, b)
+			}
+			return nil
+		})
+	})
+	return open, epoch, err
 }
 
 // ActivePolicy returns the active policy, or ErrNotFound if none was published.

@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/ledger/storage"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
@@ -63,6 +66,7 @@ func TestRebuildStateEqualsLive(t *testing.T) {
 	}
 	mustAppend(t, l, &Request{Entry: erase(), Subject: phone(3)})
 	live := snapshotTables(t, st, stateTables)
+	sameAsPureFold(t, l)
 	if len(live) < 40 {
 		t.Fatalf("only %d state records", len(live))
 	}
@@ -96,4 +100,57 @@ func isRefusal(err error) bool {
 		}
 	}
 	return false
+}
+
+// sameAsPureFold checks that the state index equals the pure fold of
+// package state over the entries: every subject, the open breaches and the
+// active policy. The verifier derives decisions' inputs with that fold.
+func sameAsPureFold(t *testing.T, l *Ledger) {
+	t.Helper()
+	ctx := context.Background()
+	s := state.New()
+	subjects := map[string]bool{}
+	err := l.Scan(ctx, 0, 0, func(_ uint64, data []byte) error {
+		e, err := DecodeEntry(data)
+		if err != nil {
+			return err
+		}
+		s.Apply(e, entryRef(e, data))
+		if isConsentEvent(e) {
+			subjects[e.SubjectId] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range subjects {
+		got, err := l.SubjectState(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := s.Subject(id); !proto.Equal(got, want) {
+			t.Fatalf("subject %s: the state index says\n%v\nthe pure fold says\n%v", id, got, want)
+		}
+	}
+	open, _, err := l.OpenBreaches(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s.OpenBreaches()
+	if len(open) != len(want) {
+		t.Fatalf("%d open breaches in the index, %d in the fold", len(open), len(want))
+	}
+	for i := range open {
+		if !proto.Equal(open[i], want[i]) {
+			t.Errorf("open breach %d: index %v, fold %v", i, open[i], want[i])
+		}
+	}
+	pol, err := l.ActivePolicy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(pol, s.Policy()) {
+		t.Errorf("active policy: index %v, fold %v", pol, s.Policy())
+	}
 }

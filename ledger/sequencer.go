@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/ledger/storage"
 	"github.com/consentledger/consentledger/ledger/subject"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
@@ -292,9 +293,12 @@ func (s *sequencer) sequence(p *pending, now time.Time, batchNo uint64) (Receipt
 
 	var ss *pb.SubjectState
 	if p.req.Subject != nil {
-		id, commitment, err := s.resolveSubject(*p.req.Subject, e, batchNo)
+		id, commitment, existed, err := s.resolveSubject(*p.req.Subject, e, batchNo)
 		if err != nil {
 			return Receipt{}, nil, err
+		}
+		if p.req.CheckInputs && existed != p.req.ExpectedKnown {
+			return Receipt{}, nil, ErrStaleKnown
 		}
 		e.SubjectId, e.SubjectCommitment = id, commitment
 		if ss, err = w.subject(id); err != nil {
@@ -312,6 +316,12 @@ func (s *sequencer) sequence(p *pending, now time.Time, batchNo uint64) (Receipt
 	if _, ok := e.Event.(*pb.Entry_SendDecision); ok {
 		if p.req.CheckHead && !sameRef(head, p.req.ExpectedHead) {
 			return Receipt{}, nil, ErrStaleHead
+		}
+		if p.req.CheckInputs {
+			var err error
+			if now, err = s.checkInputs(w, p.req, ss, now); err != nil {
+				return Receipt{}, nil, err
+			}
 		}
 		if head != nil {
 			idx := head.Index
@@ -353,14 +363,53 @@ func (s *sequencer) sequence(p *pending, now time.Time, batchNo uint64) (Receipt
 	return rcpt, data, nil
 }
 
+// checkInputs refuses a decision whose input was built from state that has
+// changed since (Request.CheckInputs), and returns the time to record it at:
+// now, or the input's time if that is later (recorded_at never precedes the
+// input's now).
+func (s *sequencer) checkInputs(w stateWriter, r *Request, ss *pb.SubjectState, now time.Time) (time.Time, error) {
+	pol, err := w.policy()
+	if err != nil {
+		return now, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	if !sameRef(pol.GetEntry(), r.ExpectedPolicy) {
+		return now, ErrStalePolicy
+	}
+	epoch, err := w.ref(breachEpochKey)
+	if err != nil {
+		return now, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	if !sameRef(epoch, r.ExpectedBreaches) {
+		return now, ErrStaleBreaches
+	}
+	// The input lists last sends only with the subject's consents: a
+	// subject without consent state has none to change.
+	if ss != nil {
+		last, err := w.ref(subjectLastSendKey(ss.SubjectId))
+		if err != nil {
+			return now, fmt.Errorf("%w: %v", errFatal, err)
+		}
+		if !sameRef(last, r.ExpectedLastSend) {
+			return now, ErrStaleSend
+		}
+	}
+	if t := r.EvaluatedAt.UTC(); t.After(now) {
+		now = t
+	} else if now.Sub(t) > state.MaxInputLag {
+		return now, ErrStaleClock
+	}
+	return now, nil
+}
+
 // resolveSubject finds, or creates, the subject's row in the erasable table
-// and returns its subject_id and the entry's commitment. Erasure deletes
-// the row in the same transaction as the SubjectErased entry.
-func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo uint64) (string, []byte, error) {
+// and returns its subject_id, the entry's commitment and whether the row
+// existed. Erasure deletes the row in the same transaction as the
+// SubjectErased entry.
+func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo uint64) (string, []byte, bool, error) {
 	tk := tableKey(subject.TableKey(s.l.keys.SubjectKey, id))
 	raw, ok, err := s.ov.get(tk)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", errFatal, err)
+		return "", nil, false, fmt.Errorf("%w: %v", errFatal, err)
 	}
 	var salt []byte
 	var sid string
@@ -368,19 +417,19 @@ func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo u
 	case ok && len(raw) > 32:
 		salt, sid = raw[:32], string(raw[32:])
 	case ok:
-		return "", nil, fmt.Errorf("%w: subject table row of %d bytes is malformed", errFatal, len(raw))
+		return "", nil, false, fmt.Errorf("%w: subject table row of %d bytes is malformed", errFatal, len(raw))
 	default:
 		switch e.Event.(type) {
 		case *pb.Entry_ConsentConfirmed:
-			return "", nil, fmt.Errorf("%w: no opt-in has been recorded for this subject, so there is nothing to confirm", ErrPrecondition)
+			return "", nil, false, fmt.Errorf("%w: no opt-in has been recorded for this subject, so there is nothing to confirm", ErrPrecondition)
 		case *pb.Entry_SubjectErased:
-			return "", nil, fmt.Errorf("%w: the ledger knows no such subject (never recorded, or already erased)", ErrNotFound)
+			return "", nil, false, fmt.Errorf("%w: the ledger knows no such subject (never recorded, or already erased)", ErrNotFound)
 		}
 		if salt, err = subject.NewSalt(); err != nil {
-			return "", nil, fmt.Errorf("%w: %v", errFatal, err)
+			return "", nil, false, fmt.Errorf("%w: %v", errFatal, err)
 		}
 		if sid, err = subject.NewSubjectID(); err != nil {
-			return "", nil, fmt.Errorf("%w: %v", errFatal, err)
+			return "", nil, false, fmt.Errorf("%w: %v", errFatal, err)
 		}
 		s.ov.put(tk, append(append([]byte(nil), salt...), sid...), batchNo)
 	}
@@ -388,7 +437,7 @@ func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo u
 		s.ov.del(tk, batchNo)
 	}
 	c := subject.Commitment(salt, id)
-	return sid, c[:], nil
+	return sid, c[:], ok, nil
 }
 
 // commitLoop completes batches in order and acknowledges their appends.

@@ -1,72 +1,69 @@
 package ledger
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/consentledger/consentledger/ledger/state"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// Consent statuses in the state index.
+// Consent statuses in the state index (package state defines them).
 const (
-	StatusGranted   = "granted"
-	StatusWithdrawn = "withdrawn"
-	StatusErased    = "erased"
+	StatusGranted   = state.StatusGranted
+	StatusWithdrawn = state.StatusWithdrawn
+	StatusErased    = state.StatusErased
 )
 
-// Scopes of a ConsentWithdrawn entry.
+// Scopes of a ConsentWithdrawn entry (package state defines them).
 const (
-	// ScopeChannel (or "") withdraws consent on the entry's channel (Art. 7(3)).
-	ScopeChannel = "channel"
-	// ScopeAllMarketing is an objection to direct marketing (Art. 21(3)):
-	// recorded as the subject's objection, for every channel.
-	ScopeAllMarketing = "all_marketing"
+	ScopeChannel      = state.ScopeChannel
+	ScopeAllMarketing = state.ScopeAllMarketing
 )
 
-// Breach statuses in the state index.
+// Breach statuses in the state index (package state defines them).
 const (
-	BreachOpen   = "open"
-	BreachClosed = "closed"
+	BreachOpen   = state.BreachOpen
+	BreachClosed = state.BreachClosed
 )
 
 // stateWriter is where applyEntry reads and writes the state index: the
-// sequencer's overlay, or RebuildState's.
+// sequencer's overlay, or RebuildState's. It is the storage glue around the
+// pure fold of package state.
 type stateWriter struct {
 	o       *overlay
 	batchNo uint64
 }
 
 func (w stateWriter) subject(id string) (*pb.SubjectState, error) {
-	b, ok, err := w.o.get(subjectKey(id))
-	if err != nil || !ok {
-		return nil, err
-	}
-	s := new(pb.SubjectState)
-	if err := proto.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("decode state of subject %s: %w", id, err)
-	}
-	return s, nil
-}
-
-func (w stateWriter) putSubject(s *pb.SubjectState) error {
-	return w.put(subjectKey(s.SubjectId), s)
+	return getOverlay(w.o, subjectKey(id), new(pb.SubjectState), "state of subject "+id)
 }
 
 func (w stateWriter) breach(id string) (*pb.BreachState, error) {
-	b, ok, err := w.o.get(breachKey(id))
+	return getOverlay(w.o, breachKey(id), new(pb.BreachState), "state of breach "+id)
+}
+
+// ref reads the EntryRef record at key (nil if absent).
+func (w stateWriter) ref(key []byte) (*pb.EntryRef, error) {
+	return getOverlay(w.o, key, new(pb.EntryRef), "state record")
+}
+
+// policy reads the active policy's record (nil if none).
+func (w stateWriter) policy() (*pb.PolicyState, error) {
+	return getOverlay(w.o, policyKey, new(pb.PolicyState), "active policy")
+}
+
+func getOverlay[M proto.Message](o *overlay, key []byte, m M, what string) (M, error) {
+	var zero M
+	b, ok, err := o.get(key)
 	if err != nil || !ok {
-		return nil, err
+		return zero, err
 	}
-	s := new(pb.BreachState)
-	if err := proto.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("decode state of breach %s: %w", id, err)
+	if err := proto.Unmarshal(b, m); err != nil {
+		return zero, fmt.Errorf("decode %s: %w", what, err)
 	}
-	return s, nil
+	return m, nil
 }
 
 func (w stateWriter) put(key []byte, m proto.Message) error {
@@ -79,13 +76,7 @@ func (w stateWriter) put(key []byte, m proto.Message) error {
 }
 
 // isConsentEvent reports whether e is on its subject's consent chain.
-func isConsentEvent(e *pb.Entry) bool {
-	switch e.Event.(type) {
-	case *pb.Entry_ConsentGranted, *pb.Entry_ConsentConfirmed, *pb.Entry_ConsentWithdrawn, *pb.Entry_SubjectErased:
-		return true
-	}
-	return false
-}
+func isConsentEvent(e *pb.Entry) bool { return state.IsConsentEvent(e) }
 
 // checkAgainstState refuses an entry that the state does not allow. It runs
 // in the sequencer before the entry is sequenced; ss is the subject's state
@@ -94,11 +85,8 @@ func checkAgainstState(w stateWriter, e *pb.Entry, ss *pb.SubjectState) error {
 	switch ev := e.Event.(type) {
 	case *pb.Entry_ConsentConfirmed:
 		c := ev.ConsentConfirmed
-		for _, p := range c.Purposes {
-			cs := findConsent(ss, c.Channel, p)
-			if cs == nil || cs.Status != StatusGranted {
-				return fmt.Errorf("%w: there is no active opt-in for %s/%s to confirm; record the opt-in first", ErrPrecondition, ChannelName(c.Channel), p)
-			}
+		if p, missing := state.Unconfirmable(ss, c); missing {
+			return fmt.Errorf("%w: there is no active opt-in for %s/%s to confirm; record the opt-in first", ErrPrecondition, ChannelName(c.Channel), p)
 		}
 	case *pb.Entry_BreachDetected:
 		b, err := w.breach(ev.BreachDetected.BreachId)
@@ -109,7 +97,7 @@ func checkAgainstState(w stateWriter, e *pb.Entry, ss *pb.SubjectState) error {
 			return fmt.Errorf("%w: breach %q already exists (entry %d)", ErrConflict, b.BreachId, b.Detected.GetIndex())
 		}
 	case *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
-		id := breachIDOf(e)
+		id := state.BreachID(e)
 		b, err := w.breach(id)
 		if err != nil {
 			return err
@@ -124,23 +112,10 @@ func checkAgainstState(w stateWriter, e *pb.Entry, ss *pb.SubjectState) error {
 	return nil
 }
 
-func breachIDOf(e *pb.Entry) string {
-	switch ev := e.Event.(type) {
-	case *pb.Entry_BreachDetected:
-		return ev.BreachDetected.BreachId
-	case *pb.Entry_BreachAuthorityNotified:
-		return ev.BreachAuthorityNotified.BreachId
-	case *pb.Entry_BreachSubjectsNotified:
-		return ev.BreachSubjectsNotified.BreachId
-	case *pb.Entry_BreachClosed:
-		return ev.BreachClosed.BreachId
-	}
-	return ""
-}
-
-// applyEntry updates the state index for a sequenced entry. It is the one
-// definition of the state: the sequencer and RebuildState both call it, so
-// the index rebuilt from the entries equals the live one.
+// applyEntry updates the state index for a sequenced entry with the pure
+// fold of package state: the sequencer and RebuildState both call it, so the
+// index rebuilt from the entries equals the live one, and the verifier
+// derives the same state with the same functions.
 func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 	if e.SubjectId != "" {
 		if err := applySubject(w, e, ref); err != nil {
@@ -151,142 +126,47 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 	case *pb.Entry_InboundReview:
 		return w.put(reviewKey(ref.Index), ref)
 	case *pb.Entry_PolicyPublished:
-		return w.put(policyKey, &pb.PolicyState{Entry: ref, Digest: ev.PolicyPublished.Digest})
-	case *pb.Entry_BreachDetected:
-		d := ev.BreachDetected
-		return w.put(breachKey(d.BreachId), &pb.BreachState{
-			BreachId: d.BreachId, Status: BreachOpen, Detected: ref, DetectedAt: d.DetectedAt,
-			Channels: d.Channels, Risk: d.Risk, Description: d.Description,
-		})
-	case *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
-		b, err := w.breach(breachIDOf(e))
+		return w.put(policyKey, state.ApplyPolicy(ev.PolicyPublished, ref))
+	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
+		id := state.BreachID(e)
+		b, err := w.breach(id)
 		if err != nil {
 			return err
 		}
-		if b == nil {
-			return fmt.Errorf("entry %d: no breach %q", ref.Index, breachIDOf(e))
+		if b = state.ApplyBreach(b, e, ref); b == nil {
+			return fmt.Errorf("entry %d: no breach %q", ref.Index, id)
 		}
-		switch ev := e.Event.(type) {
-		case *pb.Entry_BreachAuthorityNotified:
-			if b.AuthorityNotifiedAt == nil {
-				b.AuthorityNotifiedAt, b.AuthorityNotification = ev.BreachAuthorityNotified.NotifiedAt, ref
-			}
-		case *pb.Entry_BreachSubjectsNotified:
-			if b.SubjectsNotifiedAt == nil {
-				b.SubjectsNotifiedAt = ev.BreachSubjectsNotified.NotifiedAt
-			}
-		case *pb.Entry_BreachClosed:
-			b.Status, b.ClosedAt, b.Closure = BreachClosed, ev.BreachClosed.ClosedAt, ref
+		if err := w.put(breachKey(id), b); err != nil {
+			return err
 		}
-		return w.put(breachKey(b.BreachId), b)
+		// Any breach event may change the open breaches a decision's input lists.
+		return w.put(breachEpochKey, ref)
 	}
 	return nil
 }
 
 func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 	// A send decision changes no consent and no head: an allowed one only
-	// records the last allowed send, in a small record of its own, so that
+	// records the last allowed send, in small records of its own, so that
 	// the most frequent entry does not rewrite the subject's state.
 	if d := e.GetSendDecision(); d != nil {
 		if d.Allow {
-			return w.put(lastSendKey(e.SubjectId, d.Request.GetChannel(), d.Request.GetPurpose()), ref)
+			if err := w.put(lastSendKey(e.SubjectId, d.Request.GetChannel(), d.Request.GetPurpose()), ref); err != nil {
+				return err
+			}
+			return w.put(subjectLastSendKey(e.SubjectId), ref)
 		}
 		return nil
 	}
-	// A review changes no consent: it is listed from its own table.
-	if e.GetInboundReview() != nil {
+	if !isConsentEvent(e) {
 		return nil
 	}
 	ss, err := w.subject(e.SubjectId)
 	if err != nil {
 		return err
 	}
-	if ss == nil {
-		ss = &pb.SubjectState{SubjectId: e.SubjectId}
-	}
-	at := func(t *timestamppb.Timestamp) *timestamppb.Timestamp {
-		if t != nil {
-			return t
-		}
-		return ref.RecordedAt
-	}
-	switch ev := e.Event.(type) {
-	case *pb.Entry_ConsentGranted:
-		g := ev.ConsentGranted
-		for _, p := range g.Purposes {
-			cs := upsertConsent(ss, g.Channel, p)
-			cs.Status, cs.GrantedAt, cs.Method, cs.NoticeVersion = StatusGranted, at(g.OccurredAt), g.Method, g.NoticeVersion
-			cs.DoubleOptIn, cs.ConfirmedAt, cs.Confirmation, cs.ConfirmedVia = g.DoubleOptInConfirmed, nil, nil, pb.Channel_CHANNEL_UNSPECIFIED
-			if g.DoubleOptInConfirmed {
-				// Confirmed before it was recorded: on its own channel.
-				cs.ConfirmedAt, cs.ConfirmedVia = at(g.OccurredAt), g.Channel
-			}
-			cs.Grant, cs.WithdrawnAt, cs.Withdrawal = ref, nil, nil
-		}
-	case *pb.Entry_ConsentConfirmed:
-		c := ev.ConsentConfirmed
-		for _, p := range c.Purposes {
-			if cs := findConsent(ss, c.Channel, p); cs != nil {
-				cs.DoubleOptIn, cs.ConfirmedAt, cs.Confirmation = true, at(c.OccurredAt), ref
-				// Entries from before confirmed_via existed: their own channel.
-				cs.ConfirmedVia = cmp.Or(c.ConfirmedVia, c.Channel)
-			}
-		}
-	case *pb.Entry_ConsentWithdrawn:
-		wd := ev.ConsentWithdrawn
-		if wd.Scope == ScopeAllMarketing {
-			// An objection: the policy denies every marketing purpose on
-			// every channel after it (input.subject.objection).
-			ss.Objection, ss.ObjectedAt = ref, at(wd.OccurredAt)
-			break
-		}
-		withdraw := func(cs *pb.ConsentState) {
-			cs.Status, cs.WithdrawnAt, cs.Withdrawal = StatusWithdrawn, at(wd.OccurredAt), ref
-		}
-		if len(wd.Purposes) == 0 {
-			for _, cs := range ss.Consents {
-				if cs.Channel == wd.Channel {
-					withdraw(cs)
-				}
-			}
-		}
-		for _, p := range wd.Purposes {
-			withdraw(upsertConsent(ss, wd.Channel, p))
-		}
-	case *pb.Entry_SubjectErased:
-		for _, cs := range ss.Consents {
-			cs.Status = StatusErased
-		}
-		ss.Erased = true
-	}
-	if isConsentEvent(e) {
-		ss.Head = ref
-	}
-	return w.putSubject(ss)
-}
-
-func findConsent(ss *pb.SubjectState, ch pb.Channel, purpose string) *pb.ConsentState {
-	for _, cs := range ss.GetConsents() {
-		if cs.Channel == ch && cs.Purpose == purpose {
-			return cs
-		}
-	}
-	return nil
-}
-
-func upsertConsent(ss *pb.SubjectState, ch pb.Channel, purpose string) *pb.ConsentState {
-	if cs := findConsent(ss, ch, purpose); cs != nil {
-		return cs
-	}
-	cs := &pb.ConsentState{Channel: ch, Purpose: purpose}
-	ss.Consents = append(ss.Consents, cs)
-	slices.SortFunc(ss.Consents, func(a, b *pb.ConsentState) int {
-		return cmp.Or(cmp.Compare(a.Channel, b.Channel), strings.Compare(a.Purpose, b.Purpose))
-	})
-	return cs
+	return w.put(subjectKey(e.SubjectId), state.ApplyConsent(ss, e, ref))
 }
 
 // ChannelName returns the lowercase name of a channel: "whatsapp", "sms", "rcs", "email".
-func ChannelName(c pb.Channel) string {
-	return strings.ToLower(strings.TrimPrefix(c.String(), "CHANNEL_"))
-}
+func ChannelName(c pb.Channel) string { return state.ChannelName(c) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/consentledger/consentledger/ledger/state"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
@@ -82,7 +83,7 @@ func checkRequest(r *Request) error {
 			return fmt.Errorf("%w: a published policy needs its files and digest", ErrInvalid)
 		}
 	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
-		id := breachIDOf(e)
+		id := state.BreachID(e)
 		if id == "" || len(id) > maxIDLen {
 			return fmt.Errorf("%w: breach_id must be 1 to %d bytes", ErrInvalid, maxIDLen)
 		}

@@ -44,6 +44,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, ledger.ErrConflict):
 		return connect.NewError(connect.CodeAlreadyExists, err)
+	case errors.Is(err, ledger.ErrStale):
+		return connect.NewError(connect.CodeAborted, fmt.Errorf("%w; the ledger's state kept changing while the decision was evaluated: retry", err))
 	case errors.Is(err, ledger.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, ledger.ErrStaleHead):

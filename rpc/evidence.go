@@ -2,9 +2,13 @@ package rpc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
+	"time"
 
 	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/state"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
@@ -14,9 +18,10 @@ const maxChain = 10000
 
 // Evidence builds the evidence bundle of DESIGN §8 for the send decision at
 // index: a signed checkpoint that includes it; the decision; the subject's
-// consent events from the grant the decision relied on up to the consent
-// head it names, oldest first; and the policy entry — each as stored bytes
-// with its inclusion proof in that checkpoint.
+// consent events from the first up to the consent head it names, oldest
+// first; the policy entry; and the last allowed send the decision's input
+// names for the consent it needs (field 6) — each as stored bytes with its
+// inclusion proof in that checkpoint.
 //
 // The checkpoint carries the witness cosignatures stored for its size.
 func Evidence(ctx context.Context, l *ledger.Ledger, index uint64) (*pb.EvidenceBundle, error) {
@@ -66,9 +71,14 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 	if b.Decision, err = prove(index, data); err != nil {
 		return nil, err
 	}
-	// Walk the subject's chain back from the consent head to the grant.
-	if len(d.ConsentIndexes) > 0 && e.ConsentHeadIndex != nil {
-		grant := d.ConsentIndexes[0]
+	// Walk the subject's chain back from the consent head to the subject's
+	// first consent event, so that a verifier can derive the whole consent
+	// state (check 6); it must reach the grant the decision relied on.
+	if e.ConsentHeadIndex != nil {
+		grant, needGrant := uint64(0), len(d.ConsentIndexes) > 0
+		if needGrant {
+			grant = d.ConsentIndexes[0]
+		}
 		var chain []*pb.ProvenEntry
 		for at := *e.ConsentHeadIndex; ; {
 			cd, err := l.Entry(ctx, at)
@@ -80,15 +90,19 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 				return nil, err
 			}
 			chain = append(chain, pe)
-			if at == grant {
-				break
-			}
 			ce, err := ledger.DecodeEntry(cd)
 			if err != nil {
 				return nil, err
 			}
-			if ce.SubjectPrevIndex == nil || *ce.SubjectPrevIndex < grant || len(chain) >= maxChain {
-				return nil, fmt.Errorf("the consent chain from entry %d does not lead back to grant %d", *e.ConsentHeadIndex, grant)
+			reached := !needGrant || at <= grant
+			if ce.SubjectPrevIndex == nil || (reached && len(chain) >= maxChain) {
+				if !reached || (needGrant && !containsIndex(chain, grant)) {
+					return nil, fmt.Errorf("the consent chain from entry %d does not lead back to grant %d", *e.ConsentHeadIndex, grant)
+				}
+				break
+			}
+			if len(chain) >= 2*maxChain {
+				return nil, fmt.Errorf("the consent chain from entry %d is longer than %d events", *e.ConsentHeadIndex, 2*maxChain)
 			}
 			at = *ce.SubjectPrevIndex
 		}
@@ -96,6 +110,13 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 			chain[i], chain[j] = chain[j], chain[i]
 		}
 		b.Chain = chain
+	}
+	if ls, err := lastAllowedSend(ctx, l, index, e, d); err != nil {
+		return nil, err
+	} else if ls != nil {
+		if b.LastAllowedSend, err = prove(ls.index, ls.data); err != nil {
+			return nil, err
+		}
 	}
 	pd, err := l.Entry(ctx, d.PolicyIndex)
 	if err != nil {
@@ -105,4 +126,82 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 		return nil, err
 	}
 	return b, nil
+}
+
+func containsIndex(chain []*pb.ProvenEntry, i uint64) bool {
+	for _, p := range chain {
+		if p.Index == i {
+			return true
+		}
+	}
+	return false
+}
+
+type rawEntry struct {
+	index uint64
+	data  []byte
+}
+
+// lastAllowedSend finds the entry behind the last_allowed_send_at that the
+// decision's input names for the consent the request needs: an allowed
+// decision for the same subject, channel and purpose, before the decision,
+// recorded at exactly that time. recorded_at never decreases along the log,
+// so a binary search finds the first entry recorded at that time. It
+// returns nil if the input names none.
+func lastAllowedSend(ctx context.Context, l *ledger.Ledger, index uint64, e *pb.Entry, d *pb.SendDecision) (*rawEntry, error) {
+	req := d.GetRequest()
+	purpose := state.ConsentPurpose(req)
+	var in struct {
+		Subject struct {
+			Consents map[string]map[string]struct {
+				LastAllowedSendAt string `json:"last_allowed_send_at"`
+			} `json:"consents"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(d.Input, &in) != nil {
+		return nil, nil
+	}
+	at := in.Subject.Consents[state.ChannelName(req.GetChannel())][purpose].LastAllowedSendAt
+	if at == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return nil, nil
+	}
+	recorded := func(i uint64) (*pb.Entry, []byte, error) {
+		data, err := l.Entry(ctx, i)
+		if err != nil {
+			return nil, nil, err
+		}
+		ce, err := ledger.DecodeEntry(data)
+		return ce, data, err
+	}
+	var searchErr error
+	first := sort.Search(int(index), func(i int) bool {
+		ce, _, err := recorded(uint64(i))
+		if err != nil {
+			searchErr = err
+			return true
+		}
+		return !ce.GetRecordedAt().AsTime().Before(t)
+	})
+	if searchErr != nil {
+		return nil, searchErr
+	}
+	var found *rawEntry
+	for i := uint64(first); i < index; i++ {
+		ce, data, err := recorded(i)
+		if err != nil {
+			return nil, err
+		}
+		if !ce.GetRecordedAt().AsTime().Equal(t) {
+			break
+		}
+		if cd := ce.GetSendDecision(); cd != nil && cd.Allow && ce.SubjectId == e.SubjectId &&
+			cd.GetRequest().GetChannel() == req.GetChannel() && cd.GetRequest().GetPurpose() == purpose {
+			found = &rawEntry{index: i, data: data}
+		}
+	}
+	return found, nil
 }

@@ -85,7 +85,7 @@ func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRun
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	value, input := buildInput(h.s.now(), req, known && st != nil, st, *h.s.open.Load())
+	value, input := buildInput(h.s.now(), req, known, st, h.s.open.Load().list)
 	dec, err := set.DecideValue(ctx, value)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/ledger/subject"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
@@ -19,9 +20,11 @@ import (
 // MaxDecideBatch bounds DecideBatch.
 const MaxDecideBatch = 100
 
-// maxStaleRetries bounds how often Decide re-evaluates when a consent event
-// was sequenced between evaluation and append.
-const maxStaleRetries = 16
+// maxStaleRetries bounds how often Decide re-evaluates when what its input
+// was built from changed between evaluation and append.
+// Concurrent decisions for one subject each change the last allowed send
+// the others' inputs list, so a burst for one subject retries often.
+const maxStaleRetries = 64
 
 var categories = []string{"marketing", "utility", "authentication", "service"}
 
@@ -127,8 +130,12 @@ func validZone(name string) bool {
 }
 
 // decide evaluates the active policy against the subject's state at a known
-// consent head and appends the SendDecision conditional on that head, so a
-// decision never relies on consent withdrawn before it was sequenced.
+// consent head and appends the SendDecision conditional on everything its
+// input was built from (DESIGN §4): the consent head, the open breaches, the
+// subject's last allowed send and the active policy. If any changed before
+// it was sequenced, it evaluates again, so a decision never relies on
+// consent withdrawn before it was sequenced and never records an input the
+// log contradicts.
 func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string) (*pb.DecideResponse, error) {
 	id, req, err := checkDecide(m, prefix)
 	if err != nil {
@@ -137,17 +144,18 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 	fp := s.fingerprint(m.IdempotencyKey, m)
 	for attempt := 0; ; attempt++ {
 		set, policyRef := s.Active()
+		open := s.open.Load()
 		_, st, known, err := s.l.LookupSubject(ctx, id)
 		if err != nil {
 			return nil, toConnect(err)
 		}
 		now := s.now()
-		value, input := buildInput(now, req, known && st != nil, st, *s.open.Load())
+		value, input := buildInput(now, req, known, st, open.list)
 		dec, err := set.DecideValue(ctx, value)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
 		}
-		relied := reliedOn(dec.Allow, req, st)
+		relied := state.ReliedOn(dec.Allow, req, st)
 		var idx []uint64
 		for _, r := range relied {
 			idx = append(idx, r.Index)
@@ -156,12 +164,17 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 			Actor: PrincipalFrom(ctx).Name, IdempotencyKey: m.IdempotencyKey,
 			Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
 				Request: req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
-				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input,
+				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input, InputVersion: state.InputVersion,
 			}},
 		}
-		rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: &id, CheckHead: true, ExpectedHead: st.GetHead(), Fingerprint: fp})
-		if errors.Is(err, ledger.ErrStaleHead) && attempt < maxStaleRetries {
-			if err := s.l.Barrier(ctx); err != nil {
+		rcpt, err := s.l.Append(ctx, &ledger.Request{
+			Entry: e, Subject: &id, Fingerprint: fp,
+			CheckHead: true, ExpectedHead: st.GetHead(),
+			CheckInputs: true, ExpectedKnown: known, ExpectedPolicy: policyRef, ExpectedBreaches: open.epoch,
+			ExpectedLastSend: st.GetLastAllowedSend(), EvaluatedAt: now,
+		})
+		if errors.Is(err, ledger.ErrStale) && attempt < maxStaleRetries {
+			if err := s.catchUp(ctx, err); err != nil {
 				return nil, toConnect(err)
 			}
 			continue
@@ -182,26 +195,22 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 	}
 }
 
-// reliedOn returns the consent entries an allowed decision rests on: the
-// grant (and its double opt-in confirmation) for the channel and the purpose
-// whose consent the policy requires — marketing for a message of category
-// marketing, else the stated purpose (the default policy's consent_purpose).
-func reliedOn(allow bool, req *pb.SendRequest, st *pb.SubjectState) []*pb.EntryRef {
-	if !allow || (req.LegalBasis != "" && req.LegalBasis != legalBases[0]) {
-		return nil // a send under another legal basis relies on no consent
+// catchUp brings what decide reads up to the log after a stale append:
+// it waits for the committed state, then for a publication in progress to
+// activate its policy, or reloads the open breaches.
+func (s *Service) catchUp(ctx context.Context, stale error) error {
+	if err := s.l.Barrier(ctx); err != nil {
+		return err
 	}
-	purpose := req.Purpose
-	if req.Category == "marketing" {
-		purpose = "marketing"
-	}
-	for _, cs := range st.GetConsents() {
-		if cs.Channel == req.Channel && cs.Purpose == purpose && cs.Status == ledger.StatusGranted && cs.Grant != nil {
-			out := []*pb.EntryRef{cs.Grant}
-			if cs.Confirmation != nil {
-				out = append(out, cs.Confirmation)
-			}
-			return out
-		}
+	switch {
+	case errors.Is(stale, ledger.ErrStalePolicy):
+		// Publish appends and activates under publishMu: an empty critical
+		// section waits for it.
+		//lint:ignore SA2001 the lock is taken only to wait for Publish
+		s.publishMu.Lock()
+		s.publishMu.Unlock()
+	case errors.Is(stale, ledger.ErrStaleBreaches):
+		return s.refreshBreaches(ctx)
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ type Service struct {
 	publishMu sync.Mutex // publications are activated in log order
 
 	breachMu sync.Mutex
-	open     atomic.Pointer[[]*pb.BreachState] // open breaches, for policy input
+	open     atomic.Pointer[openBreaches] // open breaches, for policy input
 }
 
 // activePolicy is the compiled policy in force and the entry that published it.
@@ -173,17 +173,11 @@ func (s *Service) fingerprint(key string, m proto.Message) []byte {
 func (s *Service) refreshBreaches(ctx context.Context) error {
 	s.breachMu.Lock()
 	defer s.breachMu.Unlock()
-	all, err := s.l.Breaches(ctx)
+	open, epoch, err := s.l.OpenBreaches(ctx)
 	if err != nil {
 		return fmt.Errorf("read breaches: %w", err)
 	}
-	var open []*pb.BreachState
-	for _, b := range all {
-		if b.Status == ledger.BreachOpen {
-			open = append(open, b)
-		}
-	}
-	s.open.Store(&open)
+	s.open.Store(&openBreaches{list: open, epoch: epoch})
 	return nil
 }
 

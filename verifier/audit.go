@@ -16,6 +16,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/consentledger/consentledger/export"
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
@@ -41,12 +42,13 @@ const (
 	AuditTimeOrder = "time order"    // recorded_at never decreases
 	AuditRoot      = "merkle root"   // the entries hash to the checkpoint's root and size
 	AuditSubjects  = "subject chain" // consent chains linear and complete, decision heads current
-	AuditPolicies  = "policy"        // digests recompute; decisions name a published policy
+	AuditPolicies  = "policy"        // digests recompute; decisions name the policy in force
+	AuditInput     = "input"         // every decision's input is the one the log derives
 	AuditReplay    = "replay"        // every decision replays to its recorded result
 	AuditBreaches  = "breach"        // Art. 33 notification in time or with a delay reason
 )
 
-var auditChecks = []string{AuditSignature, AuditEntry, AuditIndex, AuditHashChain, AuditTimeOrder, AuditRoot, AuditSubjects, AuditPolicies, AuditReplay, AuditBreaches}
+var auditChecks = []string{AuditSignature, AuditEntry, AuditIndex, AuditHashChain, AuditTimeOrder, AuditRoot, AuditSubjects, AuditPolicies, AuditInput, AuditReplay, AuditBreaches}
 
 // Finding is one problem an audit found. It wraps [ErrInvalid].
 type Finding struct {
@@ -109,26 +111,42 @@ func (e *AuditError) Unwrap() []error { return []error{ErrInvalid, e.First} }
 //     decision names its subject's latest consent event as its consent head,
 //     and nothing follows a subject's erasure;
 //   - every policy's digest recomputes from its files, every decision names
-//     an earlier policy entry and its digest, and replaying every decision's
-//     recorded input with that policy gives the recorded result (on all
-//     cores);
+//     the latest policy entry before it and its digest, and replaying every
+//     decision's recorded input with that policy gives the recorded result
+//     (on all cores, each evaluation bounded by [Options.ReplayTimeout]);
+//   - every decision's recorded input is the one derived from the log up to
+//     it with the server's own derivation (package ledger/state, the version
+//     the decision names): the subject's consent state on every channel
+//     with its last allowed sends, the open breaches and the recorded
+//     request; its `now` is not after the decision's recorded_at nor more
+//     than state.MaxInputLag before it; an allowed decision relies exactly
+//     on the subject's grant (and confirmation) for the channel and purpose,
+//     not withdrawn since. subject.country, which comes from a phone number
+//     the log never holds, is reported unproven;
 //   - every breach was notified to the authority within 72 hours of
 //     detection (GDPR Art. 33(1)), or late with a delay reason; a breach
 //     still open and unnotified past its deadline (as of the last entry) is a
 //     finding too.
 //
-// progress, if not nil, is called every few thousand entries with the
-// entries done and the checkpoint's size. The report is returned whenever
+// It reads no entry beyond the checkpoint's size: one there is a finding,
+// and the audit stops reading. progress, if not nil, is called every few
+// thousand entries with the entries done and the checkpoint's size. The report is returned whenever
 // the export could be read. With findings, the error is an [*AuditError]
 // naming the first bad index; an unreadable key or export wraps
 // [ErrMalformed] and a checkpoint not signed by the pinned key is a
 // [*CheckpointError], both with a nil report.
 func Audit(ctx context.Context, r io.Reader, vkey string, progress func(done, total uint64)) (*AuditReport, error) {
-	s, err := scan(ctx, r, vkey, true, progress)
+	return AuditWith(ctx, r, vkey, progress, Options{})
+}
+
+// AuditWith is [Audit] with the given options.
+func AuditWith(ctx context.Context, r io.Reader, vkey string, progress func(done, total uint64), opts Options) (*AuditReport, error) {
+	s, err := scan(ctx, r, vkey, true, progress, opts)
 	if err != nil {
 		return nil, err
 	}
 	rep := s.auditReport()
+	s.witnessReport(rep)
 	return rep, s.err()
 }
 
@@ -138,6 +156,9 @@ type scanner struct {
 	cp       *Checkpoint
 	replay   bool
 	progress func(done, total uint64)
+	opts     Options
+	st       *state.State // the log's state up to the entry being read
+	unproven uint64       // decisions whose input names a subject country
 
 	n         uint64 // entries read
 	prevLeaf  []byte
@@ -190,12 +211,7 @@ var zeroLeaf = make([]byte, hashSize)
 
 // scan reads and checks the whole export; replay says whether decisions are
 // replayed.
-func scan(ctx context.Context, r io.Reader, vkey string, replay bool, progress func(done, total uint64)) (*scanner, error) {
-	return scanWith(ctx, r, vkey, replay, progress, nil)
-}
-
-// scanWith is scan with the witness check when w is not nil.
-func scanWith(ctx context.Context, r io.Reader, vkey string, replay bool, progress func(done, total uint64), w *Witnesses) (*scanner, error) {
+func scan(ctx context.Context, r io.Reader, vkey string, replay bool, progress func(done, total uint64), opts Options) (*scanner, error) {
 	key, err := ParseKey(vkey)
 	if err != nil {
 		return nil, err
@@ -209,14 +225,14 @@ func scanWith(ctx context.Context, r io.Reader, vkey string, replay bool, progre
 		return nil, err
 	}
 	s := &scanner{
-		ctx: ctx, cp: cp, replay: replay, progress: progress,
+		ctx: ctx, cp: cp, replay: replay, progress: progress, opts: opts, st: state.New(),
 		prevLeaf: zeroLeaf,
 		rng:      (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
 		subjects: map[string]*subjectHead{}, policies: map[uint64]*policyRec{},
 		breaches: map[string]*breachRec{}, kinds: map[string]uint64{},
 	}
-	if w != nil {
-		s.newAuditWitness(er.Kept, key, w)
+	if opts.Witnesses != nil {
+		s.newAuditWitness(er.Kept, key, opts.Witnesses)
 	}
 	if replay {
 		s.startReplay()
@@ -259,6 +275,11 @@ func (s *scanner) entries(er *export.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if s.n >= s.cp.Size {
+			s.find(AuditRoot, s.n, "more entries", fmt.Sprintf("%d entries", s.cp.Size),
+				"the export holds an entry beyond the checkpoint's size, which the signature does not cover; the audit stops reading here")
+			return nil
 		}
 		s.entry(s.n, data)
 		s.n++
@@ -372,6 +393,9 @@ func (s *scanner) entry(i uint64, data []byte) {
 	if isConsentEvent(e) {
 		s.consentEvent(i, e, leaf)
 	}
+	// The state index folds the entry after the checks that need the
+	// state before it.
+	defer s.st.Apply(e, &pb.EntryRef{Index: i, LeafHash: leaf, RecordedAt: e.RecordedAt})
 	switch ev := e.Event.(type) {
 	case *pb.Entry_SendDecision:
 		s.decision(i, e, ev.SendDecision)
@@ -446,6 +470,7 @@ func (s *scanner) decision(i uint64, e *pb.Entry, d *pb.SendDecision) {
 			break
 		}
 	}
+	s.derived(i, e, d)
 	p := s.policies[d.PolicyIndex]
 	switch {
 	case p == nil:
@@ -454,6 +479,10 @@ func (s *scanner) decision(i uint64, e *pb.Entry, d *pb.SendDecision) {
 	case p.digest != d.PolicyDigest:
 		s.find(AuditPolicies, i, d.PolicyDigest, p.digest, "the decision's policy digest is not the digest of policy entry #%d", d.PolicyIndex)
 		return
+	}
+	if cur := s.st.Policy(); cur != nil && cur.GetEntry().GetIndex() != d.PolicyIndex {
+		s.find(AuditPolicies, i, fmt.Sprintf("#%d", d.PolicyIndex), fmt.Sprintf("#%d", cur.GetEntry().GetIndex()),
+			"the decision names policy entry #%d, but policy entry #%d superseded it before the decision", d.PolicyIndex, cur.GetEntry().GetIndex())
 	}
 	if !s.replay || p.bad {
 		return
@@ -475,12 +504,18 @@ func (s *scanner) startReplay() {
 	for range workers {
 		s.wg.Go(func() {
 			var n uint64
+			limit := s.opts.replayTimeout()
 			for j := range s.jobs {
 				n++
-				dec, err := j.set.Decide(s.ctx, j.input)
+				ctx, cancel := context.WithTimeout(s.ctx, limit)
+				dec, err := j.set.Decide(ctx, j.input)
+				timedOut := ctx.Err() != nil
+				cancel()
 				switch {
 				case err != nil && s.ctx.Err() != nil:
 					continue
+				case err != nil && timedOut:
+					s.find(AuditReplay, j.index, "", "", "replaying the recorded input with policy #%d did not finish within %s (--replay-timeout): the policy does not terminate on it", j.policy, limit)
 				case err != nil:
 					s.find(AuditReplay, j.index, "", "", "replaying the recorded input with policy #%d fails: %v", j.policy, err)
 				case dec.Allow != j.allow || !slices.Equal(dec.Reasons, j.reasons):
@@ -502,46 +537,6 @@ func (s *scanner) policy(i uint64, pp *pb.PolicyPublished) {
 		return
 	}
 	s.policies[i] = &policyRec{index: i, digest: pp.Digest, files: files}
-}
-
-// compiledSets caches compiled policy sets by digest, across audits, as
-// policies.Replay does: a log holds few policies, and compiling one takes
-// milliseconds. The digest is recomputed from the files before a set is
-// looked up, so a digest names exactly one set of files.
-var compiledSets struct {
-	sync.Mutex
-	sets  map[string]*policies.Set
-	order []string // oldest first
-}
-
-const compiledSetsMax = 16
-
-func compiled(ctx context.Context, digest string, files []policies.File) (*policies.Set, error) {
-	c := &compiledSets
-	c.Lock()
-	set := c.sets[digest]
-	c.Unlock()
-	if set != nil {
-		return set, nil
-	}
-	set, err := policies.Compile(ctx, files)
-	if err != nil {
-		return nil, err
-	}
-	c.Lock()
-	defer c.Unlock()
-	if c.sets == nil {
-		c.sets = map[string]*policies.Set{}
-	}
-	if _, ok := c.sets[digest]; !ok {
-		if len(c.order) == compiledSetsMax {
-			delete(c.sets, c.order[0])
-			c.order = c.order[1:]
-		}
-		c.sets[digest] = set
-		c.order = append(c.order, digest)
-	}
-	return set, nil
 }
 
 // finishLog compares the count and root with the checkpoint.

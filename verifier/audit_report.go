@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/consentledger/consentledger/ledger/state"
 )
 
 // AuditReport is the result of [Audit], for people ([AuditReport.Text])
@@ -26,6 +28,10 @@ type AuditReport struct {
 	Replayed       uint64         `json:"decisions_replayed"`
 	Breaches       []BreachStatus `json:"breaches"`
 	Checks         []CheckResult  `json:"checks"`
+	// Unproven says, in plain words, what the log cannot show: each
+	// decision's subject.country comes from a phone number the log never
+	// holds (only `consentledger subject reveal` and the commitment show it).
+	Unproven []string `json:"unproven"`
 	// Findings lists at most MaxFindings findings, by index; FindingsTotal
 	// counts them all. FirstBadIndex is the lowest index with a finding.
 	Findings      []Finding `json:"findings"`
@@ -80,10 +86,15 @@ func (s *scanner) auditReport() *AuditReport {
 		AuditRoot:      fmt.Sprintf("The %d entries hash to the checkpoint's root, and their count is its size.", s.n),
 		AuditSubjects: fmt.Sprintf("%d subjects with consent events (%d erased), %d consent events: every chain is linear and complete, and each of the %d decisions names its subject's latest consent event.",
 			r.Subjects, r.ErasedSubjects, consentEvents, decisions),
-		AuditPolicies: fmt.Sprintf("%d policies: every digest recomputes from its files, and every decision names an earlier policy with its digest.", r.Policies),
+		AuditPolicies: fmt.Sprintf("%d policies: every digest recomputes from its files, and every decision names the policy in force (the latest published before it) with its digest.", r.Policies),
+		AuditInput:    fmt.Sprintf("Every decision's recorded input is the one derived from the log before it (consent state on every channel, last allowed sends, open breaches, the recorded request), its now within %s before recorded_at; allowed decisions rely on the grant in force.", state.MaxInputLag),
 		AuditReplay: fmt.Sprintf("%d decisions (%d allowed, %d denied) replayed with their policies: every result is the recorded one.",
 			decisions, r.Allowed, r.Denied),
 		AuditBreaches: fmt.Sprintf("%d breaches: each notified to the authority within 72 hours, or late with a reason, or not yet due.", len(r.Breaches)),
+	}
+	r.Unproven = []string{}
+	if s.unproven > 0 {
+		r.Unproven = append(r.Unproven, fmt.Sprintf("subject.country in %s: it comes from the phone number, which the log never holds; only `consentledger subject reveal` and the subject commitment show it.", plural(int(s.unproven), "decision")))
 	}
 	for _, c := range auditChecks {
 		res := CheckResult{Name: c, Status: StatusPassed, Detail: details[c]}
@@ -129,6 +140,12 @@ func (r *AuditReport) Text() string {
 	}
 	if r.Witness != nil {
 		b.WriteString(r.Witness.Text(fmt.Sprintf("entries #0 to #%d", max(r.Witness.Size, 1)-1)))
+	}
+	if len(r.Unproven) > 0 {
+		b.WriteString("\nNot proven by the log:\n")
+		for _, u := range r.Unproven {
+			b.WriteString("  " + wrap(u, 78, 2, "  "))
+		}
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
 	return b.String()

@@ -27,26 +27,26 @@ const AuditWitness = "witness"
 // (DESIGN §13): each entry's time is bounded by the first witnessed
 // checkpoint that includes it.
 func AuditWitnessed(ctx context.Context, r io.Reader, vkey string, w *Witnesses, progress func(done, total uint64)) (*AuditReport, error) {
-	s, err := scanWith(ctx, r, vkey, true, progress, w)
-	if err != nil {
-		return nil, err
+	return AuditWith(ctx, r, vkey, progress, Options{Witnesses: w})
+}
+
+// witnessReport adds the witness check to rep when witnesses were pinned.
+func (s *scanner) witnessReport(rep *AuditReport) {
+	if s.wit == nil {
+		return
 	}
-	rep := s.auditReport()
-	if s.wit != nil {
-		rep.Witness = s.wit.report
-		n := 0
-		for _, f := range s.findings {
-			if f.Check == AuditWitness {
-				n++
-			}
+	rep.Witness = s.wit.report
+	n := 0
+	for _, f := range s.findings {
+		if f.Check == AuditWitness {
+			n++
 		}
-		res := CheckResult{Name: AuditWitness, Status: StatusPassed, Detail: s.wit.detail()}
-		if n > 0 {
-			res.Status, res.Detail = StatusFailed, plural(n, "finding")+"."
-		}
-		rep.Checks = append(rep.Checks, res)
 	}
-	return rep, s.err()
+	res := CheckResult{Name: AuditWitness, Status: StatusPassed, Detail: s.wit.detail()}
+	if n > 0 {
+		res.Status, res.Detail = StatusFailed, plural(n, "finding")+"."
+	}
+	rep.Checks = append(rep.Checks, res)
 }
 
 // keptCheckpoint is one kept checkpoint of the export.

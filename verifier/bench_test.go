@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/consentledger/consentledger/export"
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/verifier"
@@ -30,13 +31,14 @@ type synthLog struct {
 	rng     *compact.Range
 	heads   map[string]*pb.EntryRef
 	clock   time.Time
+	st      *state.State // the fold of the entries so far
 }
 
 func newSynthLog(t testing.TB) *synthLog {
 	return &synthLog{
 		t: t, prev: make([]byte, 32), heads: map[string]*pb.EntryRef{},
 		rng:   (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0),
-		clock: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC),
+		clock: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC), st: state.New(),
 	}
 }
 
@@ -64,6 +66,7 @@ func (l *synthLog) add(e *pb.Entry) uint64 {
 	case *pb.Entry_ConsentGranted, *pb.Entry_ConsentConfirmed, *pb.Entry_ConsentWithdrawn, *pb.Entry_SubjectErased:
 		l.heads[e.SubjectId] = &pb.EntryRef{Index: i, LeafHash: leaf}
 	}
+	l.st.Apply(e, &pb.EntryRef{Index: i, LeafHash: leaf, RecordedAt: e.RecordedAt})
 	l.entries = append(l.entries, data)
 	l.prev = leaf
 	return i
@@ -98,8 +101,10 @@ func (l *synthLog) export(s note.Signer) []byte {
 // buildLog returns an export of about n entries: the default policy, then
 // subjects with opt-ins, confirmations and opt-outs, and every
 // decisionEvery-th entry a send decision (0: none) with the recorded input
-// and result of the valid-allow fixture, which the audit replays; if lie,
-// every decision records a denial the replay contradicts.
+// with the request of the valid-allow fixture and the input the server
+// would derive, evaluated with the policy, which the audit replays; if
+// lie, every decision records the opposite result, which the replay
+// contradicts.
 func buildLog(t testing.TB, n, decisionEvery int, lie bool) (exp []byte, vkey string) {
 	s, key := signer(t, "bench.example/ledger")
 	l := newSynthLog(t)
@@ -111,18 +116,29 @@ func buildLog(t testing.TB, n, decisionEvery int, lie bool) (exp []byte, vkey st
 	digest := policies.Digest(files)
 	l.add(&pb.Entry{Event: &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{Files: pf, Digest: digest, Note: "default"}}})
 	recorded := decodeEntry(t, decodeBundle(t, readFixture(t, "evidence/valid-allow.json")).Decision.Entry).GetSendDecision()
+	set, err := policies.Compile(context.Background(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
 	commitment := bytes.Repeat([]byte{0x5a}, 32)
 	for i := 1; len(l.entries) < n; i++ {
 		subject := fmt.Sprintf("subj_%026d", i%50000)
 		if decisionEvery > 0 && i%decisionEvery == 0 {
+			st := l.st.Subject(subject)
+			v := state.Input(l.clock.Add(time.Millisecond), recorded.Request, l.st.Known(subject), st, l.st.OpenBreaches()).Value()
+			dec, err := set.DecideValue(context.Background(), v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allow := dec.Allow != lie
 			var relied []uint64
-			if h := l.heads[subject]; h != nil {
-				relied = []uint64{h.Index}
+			for _, r := range state.ReliedOn(allow, recorded.Request, st) {
+				relied = append(relied, r.Index)
 			}
 			l.add(&pb.Entry{SubjectId: subject, SubjectCommitment: commitment, IdempotencyKey: fmt.Sprintf("send-%d", i),
 				Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
-					Request: recorded.Request, Allow: recorded.Allow != lie, Reasons: recorded.Reasons, PolicyIndex: 0,
-					PolicyDigest: digest, ConsentIndexes: relied, Input: recorded.Input,
+					Request: recorded.Request, Allow: allow, Reasons: dec.Reasons, PolicyIndex: 0,
+					PolicyDigest: digest, ConsentIndexes: relied, Input: policies.AppendJSON(nil, v), InputVersion: state.InputVersion,
 				}}})
 			continue
 		}

@@ -93,7 +93,7 @@ type BreachReport struct {
 // breach notified late without a delay reason, or open and unnotified past
 // its deadline, is a finding.
 func Breaches(ctx context.Context, r io.Reader, vkey string) (*BreachReport, error) {
-	s, err := scan(ctx, r, vkey, false, nil)
+	s, err := scan(ctx, r, vkey, false, nil, Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,12 @@
 //
 // For a send decision, the operator hands out an evidence bundle
 // (`consentledger evidence --decision N`): one JSON file with a signed
-// checkpoint, the decision entry, the subject's consent events from the opt-in
-// the decision relied on up to the latest one before the decision, and the
-// policy entry, each as the exact bytes stored in the log with an RFC 6962
-// inclusion proof. [VerifyEvidence] runs the five checks of the design
-// (§8), in order, and stops at the first that fails:
+// checkpoint, the decision entry, the subject's consent events from the first
+// (older bundles: from the opt-in the decision relied on) up to the latest
+// one before the decision, the policy entry and the subject's last allowed
+// send the decision's input names, each as the exact bytes stored in the
+// log with an RFC 6962 inclusion proof. [VerifyEvidence] runs the six
+// checks of the design (§8), in order, and stops at the first that fails:
 //
 //  1. signature — the checkpoint is signed by the pinned key;
 //  2. inclusion — every entry is in that checkpoint's tree, as stored
@@ -42,9 +43,18 @@
 //  5. policy — the policy entry is the one the decision names, its digest
 //     is the decision's and the one recomputed from its files, and
 //     re-evaluating the decision's recorded input with it gives exactly the
-//     recorded result.
+//     recorded result;
+//  6. input — the recorded input is not trusted as such: it must be what the
+//     bundle shows, derived with the server's own function (package
+//     ledger/state) from the decision's request, the subject's consent
+//     events and the last allowed send, with a `now` no later than the
+//     decision and not earlier than a bound (state.MaxInputLag). The report
+//     lists what a bundle cannot prove alone: open breaches, the policy in
+//     force and that no consent event was hidden before the decision (the
+//     audit proves these), and the subject's country (only `consentledger
+//     subject reveal` shows it).
 //
-// A denied send verifies as a recorded denial (checks 1, 2 and 5). An allowed
+// A denied send verifies as a recorded denial (checks 1, 2, 5 and 6). An allowed
 // send that relied on no opt-in — for instance under a policy that allows
 // everything — is authentic, but it is not a proof of consent: check 4
 // fails and the report says so.
@@ -78,10 +88,16 @@
 // (prev_hash), that time never runs backwards, that the entries hash to the
 // checkpoint's root, that every subject's consent chain is linear and
 // complete and each decision names its subject's latest consent event, that
-// every policy's digest is right, that every decision replays to its
-// recorded result with its policy, and that every data breach was notified
+// every policy's digest is right, that every decision names the policy in
+// force, that every decision's recorded input is exactly the one derived
+// from the log before it (consent state on every channel, last allowed
+// sends, open breaches, the request; subject.country, which the log cannot
+// show, is reported unproven) and replays to its recorded result with its
+// policy (each evaluation within [Options.ReplayTimeout]), that an allowed
+// decision relies on the grant in force, and that every data breach was notified
 // to the supervisory authority within the 72 hours of GDPR Art. 33(1) or
-// with the reasons for the delay. It names the first bad index. [Breaches]
+// with the reasons for the delay. It reads nothing beyond the checkpoint's
+// size and names the first bad index. [Breaches]
 // verifies the log the same way (without replaying decisions) and reports
 // each breach: detected, deadline, notified, in time or late, subjects
 // told, closed.

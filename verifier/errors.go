@@ -22,13 +22,14 @@ var (
 	ErrMalformed = errors.New("malformed input")
 )
 
-// The five checks of an evidence bundle (DESIGN §8), by number.
+// The six checks of an evidence bundle (DESIGN §8), by number.
 const (
 	CheckSignature = 1 // the checkpoint is signed by the pinned key
 	CheckInclusion = 2 // every entry is included in that checkpoint
 	CheckChain     = 3 // the consent chain is unbroken and withdraws nothing
 	CheckGrant     = 4 // the grant covers the send and came before it
 	CheckPolicy    = 5 // the policy is the one named and replays to the result
+	CheckInput     = 6 // the recorded input agrees with what the bundle shows
 )
 
 // checkNames are the short names of the checks, as consentverify prints them.
@@ -38,10 +39,11 @@ var checkNames = [...]string{
 	CheckChain:     "chain",
 	CheckGrant:     "grant",
 	CheckPolicy:    "policy",
+	CheckInput:     "input",
 }
 
 // CheckName returns the short name of check n ("signature", "inclusion",
-// "chain", "grant", "policy"), or "" for a number outside 1..5.
+// "chain", "grant", "policy", "input"), or "" for a number outside 1..6.
 func CheckName(n int) string {
 	if n < 1 || n >= len(checkNames) {
 		return ""
@@ -54,7 +56,7 @@ func CheckName(n int) string {
 // expected. It wraps [ErrInvalid] and, if set, Err (for instance a
 // [*CheckpointError] for check 1).
 type CheckError struct {
-	Check int    // 1 to 5, see CheckSignature … CheckPolicy
+	Check int    // 1 to 6, see CheckSignature … CheckInput
 	Name  string // the check's short name, see [CheckName]
 	// Index is the log index of the entry the failure concerns; valid only
 	// when HasIndex is true (a bad checkpoint concerns no entry).

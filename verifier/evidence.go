@@ -1,9 +1,7 @@
 package verifier
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,31 +47,49 @@ func ParseBundle(bundleJSON []byte) (*pb.EvidenceBundle, error) {
 
 // VerifyEvidence verifies an evidence bundle (protojson, as GetEvidence and
 // `consentledger evidence` write it) against the pinned verifier key vkey,
-// with the five checks of DESIGN §8, in order, stopping at the first that
+// with the six checks of DESIGN §8, in order, stopping at the first that
 // fails:
 //
 //  1. the checkpoint is signed by the pinned key;
-//  2. every entry (decision, chain, policy) is included in that checkpoint
-//     and its own index field is the index it is proven at;
-//  3. the consent chain runs unbroken from the grant the decision relied on
-//     to the consent head the decision names, about the decision's subject,
-//     and no event on it withdraws the channel and purpose;
+//  2. every entry (decision, chain, policy, last allowed send) is included
+//     in that checkpoint and its own index field is the index it is proven
+//     at;
+//  3. the consent chain runs unbroken, from the grant the decision relied on
+//     or from the subject's first consent event before it, to the consent
+//     head the decision names, about the decision's subject, and no event
+//     after the grant withdraws the channel and purpose;
 //  4. the grant covers the channel and purpose, was recorded before the
 //     decision, and was confirmed by double opt-in where the decision relied
 //     on one;
 //  5. the policy entry is the one the decision names, its digest is the
 //     decision's and the one recomputed from its files, and replaying the
-//     decision's recorded input with it gives the recorded result.
+//     decision's recorded input with it gives the recorded result (within
+//     [Options.ReplayTimeout]);
+//  6. the recorded input agrees with what the bundle shows: its now is not
+//     after the decision's recorded_at nor more than state.MaxInputLag
+//     before it, its request is the decision's, its consent state is the one
+//     derived (package ledger/state) from the subject's consent events on
+//     the chain, and its last allowed send is the bundle's
+//     last_allowed_send entry. What the bundle cannot show is listed in the
+//     report's NotProven: open breaches, the policy in force and that the
+//     head was the latest (the audit proves these), the subject's country
+//     (only `subject reveal` shows it), and in bundles written before check
+//     6 the consent state or the last send ("not shown", not failed).
 //
-// A denied send verifies as a recorded denial (checks 1, 2 and 5). An allowed
-// send that relied on no consent is authentic but proves no consent: check 4
-// fails.
+// A denied send verifies as a recorded denial (checks 1, 2, 5 and 6). An
+// allowed send that relied on no consent is authentic but proves no consent:
+// check 4 fails.
 //
 // The report is returned whenever the bundle could be read, also when a
 // check fails; it then lists the checks that passed and the one that failed.
 // A failed check is a [*CheckError] wrapping [ErrInvalid]; an unreadable key
 // or bundle wraps [ErrMalformed] and comes with a nil report.
 func VerifyEvidence(ctx context.Context, bundleJSON []byte, vkey string) (*EvidenceReport, error) {
+	return VerifyEvidenceWith(ctx, bundleJSON, vkey, Options{})
+}
+
+// VerifyEvidenceWith is [VerifyEvidence] with the given options.
+func VerifyEvidenceWith(ctx context.Context, bundleJSON []byte, vkey string, opts Options) (*EvidenceReport, error) {
 	key, err := ParseKey(vkey)
 	if err != nil {
 		return nil, err
@@ -82,18 +98,26 @@ func VerifyEvidence(ctx context.Context, bundleJSON []byte, vkey string) (*Evide
 	if err != nil {
 		return nil, err
 	}
-	return VerifyBundle(ctx, b, key)
+	return VerifyBundleWith(ctx, b, key, opts)
 }
 
 // VerifyBundle is [VerifyEvidence] for a decoded bundle and a parsed key.
 func VerifyBundle(ctx context.Context, b *pb.EvidenceBundle, key *Key) (*EvidenceReport, error) {
-	v := &evidence{b: b, key: key, r: newEvidenceReport()}
+	return VerifyBundleWith(ctx, b, key, Options{})
+}
+
+// VerifyBundleWith is [VerifyBundle] with the given options.
+func VerifyBundleWith(ctx context.Context, b *pb.EvidenceBundle, key *Key, opts Options) (*EvidenceReport, error) {
+	v := &evidence{b: b, key: key, r: newEvidenceReport(), opts: opts}
 	err := v.run(ctx)
 	v.r.finish(err)
 	if err != nil && !errors.Is(err, ErrInvalid) {
 		return nil, err // malformed, or the context ended
 	}
-	return v.r, err
+	if err != nil || opts.Witnesses == nil {
+		return v.r, err
+	}
+	return witnessCheck(b, key, v.r, opts.Witnesses)
 }
 
 // proven is one verified entry of a bundle.
@@ -113,6 +137,9 @@ type evidence struct {
 	decision *proven
 	chain    []*proven
 	policy   *proven
+	lastSend *proven // bundle field 6, if present
+	grantAt  int     // the grant's position on the chain
+	opts     Options
 	d        *pb.SendDecision
 	channel  pb.Channel
 	purpose  string // the consent purpose
@@ -144,6 +171,11 @@ func (v *evidence) run(ctx context.Context) error {
 	if v.policy, err = v.include(v.b.Policy); err != nil {
 		return err
 	}
+	if v.b.LastAllowedSend != nil {
+		if v.lastSend, err = v.include(v.b.LastAllowedSend); err != nil {
+			return err
+		}
+	}
 	for _, p := range v.all() {
 		v.r.Entries = append(v.r.Entries, p.index)
 	}
@@ -171,18 +203,26 @@ func (v *evidence) run(ctx context.Context) error {
 	switch {
 	case !v.d.Allow:
 		v.r.Outcome = OutcomeDenial
-		if len(v.chain) > 0 || len(v.d.ConsentIndexes) > 0 {
+		if len(v.d.ConsentIndexes) > 0 {
 			return failAt(CheckChain, v.decision.index, fmt.Sprintf("%d chain events, %d consent entries", len(v.chain), len(v.d.ConsentIndexes)), "none",
 				"the decision is a denial, which relies on no consent, yet the bundle claims a consent chain")
 		}
-		v.r.skip(CheckChain, "Not applicable: the decision is a denial and relies on no consent.")
+		if len(v.chain) > 0 {
+			if err := v.checkStateChain("the decision is a denial, which relies on no consent, and names no consent head"); err != nil {
+				return err
+			}
+		} else {
+			v.r.skip(CheckChain, "Not applicable: the decision is a denial and relies on no consent.")
+		}
 		v.r.skip(CheckGrant, "Not applicable: the decision is a denial and relies on no consent.")
 	case len(v.d.ConsentIndexes) == 0:
 		if len(v.chain) > 0 {
-			return failAt(CheckChain, v.decision.index, fmt.Sprintf("%d chain events", len(v.chain)), "none",
-				"the decision relied on no consent entry, yet the bundle carries a consent chain")
+			if err := v.checkStateChain("the decision relied on no consent entry, yet names no consent head"); err != nil {
+				return err
+			}
+		} else {
+			v.r.skip(CheckChain, "No consent chain: the decision relied on no consent entry.")
 		}
-		v.r.skip(CheckChain, "No consent chain: the decision relied on no consent entry.")
 		return failAt(CheckGrant, v.decision.index, "no consent entry", fmt.Sprintf("an opt-in for %s/%s", channelName(v.channel), v.purpose),
 			"send decision #%d is authentic but NOT a proof of consent: it was allowed without relying on any opt-in for %s/%s (the policy's grounds: %s)",
 			v.decision.index, channelName(v.channel), v.purpose, strings.Join(v.d.Reasons, "; "))
@@ -195,13 +235,20 @@ func (v *evidence) run(ctx context.Context) error {
 		}
 		v.r.Outcome = OutcomeConsent
 	}
-	return v.checkPolicy(ctx)
+	if err := v.checkPolicy(ctx); err != nil {
+		return err
+	}
+	return v.checkInput()
 }
 
 // all returns the bundle's entries in the order they are checked.
 func (v *evidence) all() []*proven {
 	out := append([]*proven{v.decision}, v.chain...)
-	return append(out, v.policy)
+	out = append(out, v.policy)
+	if v.lastSend != nil {
+		out = append(out, v.lastSend)
+	}
+	return out
 }
 
 // include runs check 2 on one proven entry.
@@ -223,81 +270,9 @@ func (v *evidence) include(pe *pb.ProvenEntry) (*proven, error) {
 	return &proven{index: pe.Index, data: pe.Entry, leaf: LeafHash(pe.Entry), e: e}, nil
 }
 
-// checkChain runs check 3 for an allowed decision that relied on consent.
-func (v *evidence) checkChain() error {
-	de, grant := v.decision, v.d.ConsentIndexes[0]
-	if len(v.chain) == 0 {
-		return failAt(CheckChain, de.index, "no chain", fmt.Sprintf("a chain from grant #%d", grant),
-			"the decision relied on grant #%d but the bundle carries no consent chain", grant)
-	}
-	if first := v.chain[0]; first.index != grant {
-		return failAt(CheckChain, first.index, fmt.Sprintf("#%d", first.index), fmt.Sprintf("#%d", grant),
-			"the chain starts at entry #%d, not at the grant #%d the decision relied on", first.index, grant)
-	}
-	if de.e.SubjectId == "" {
-		return failAt(CheckChain, de.index, "no subject", "a subject_id", "the decision names no subject")
-	}
-	for i, p := range v.chain {
-		e := p.e
-		if !isConsentEvent(e) {
-			return failAt(CheckChain, p.index, eventKind(e), "a consent event", "entry #%d on the consent chain is a %s, not a consent event", p.index, eventKind(e))
-		}
-		if e.SubjectId != de.e.SubjectId {
-			return failAt(CheckChain, p.index, e.SubjectId, de.e.SubjectId, "entry #%d is about another subject than the decision", p.index)
-		}
-		if i > 0 {
-			prev := v.chain[i-1]
-			if e.SubjectPrevIndex == nil || *e.SubjectPrevIndex != prev.index || p.index <= prev.index {
-				got := "no previous event"
-				if e.SubjectPrevIndex != nil {
-					got = fmt.Sprintf("#%d", *e.SubjectPrevIndex)
-				}
-				return failAt(CheckChain, p.index, got, fmt.Sprintf("#%d", prev.index),
-					"entry #%d does not name #%d as the subject's previous consent event: the chain is broken, an event between them is missing", p.index, prev.index)
-			}
-			if !bytes.Equal(e.SubjectPrevHash, prev.leaf) {
-				return failAt(CheckChain, p.index, hex.EncodeToString(e.SubjectPrevHash), hex.EncodeToString(prev.leaf),
-					"entry #%d names #%d as the previous consent event, but with another leaf hash", p.index, prev.index)
-			}
-		}
-		if withdraws(e, v.channel, v.purpose) {
-			return failAt(CheckChain, p.index, describeEvent(e), "no withdrawal",
-				"entry #%d (%s) ends the consent for %s/%s before the decision", p.index, describeEvent(e), channelName(v.channel), v.purpose)
-		}
-	}
-	last := v.chain[len(v.chain)-1]
-	if de.e.ConsentHeadIndex == nil {
-		return failAt(CheckChain, de.index, "no consent head", fmt.Sprintf("#%d", last.index), "the decision names no consent head, yet relies on consent")
-	}
-	if head := *de.e.ConsentHeadIndex; head != last.index {
-		return failAt(CheckChain, de.index, fmt.Sprintf("chain ends at #%d", last.index), fmt.Sprintf("consent head #%d", head),
-			"the chain does not end at the consent head the decision names: consent events are missing from the bundle")
-	}
-	if !bytes.Equal(de.e.ConsentHeadHash, last.leaf) {
-		return failAt(CheckChain, de.index, hex.EncodeToString(last.leaf), hex.EncodeToString(de.e.ConsentHeadHash),
-			"the decision names its consent head #%d with another leaf hash", last.index)
-	}
-	if last.index >= de.index {
-		return failAt(CheckChain, de.index, fmt.Sprintf("#%d", last.index), fmt.Sprintf("before #%d", de.index), "the consent head comes after the decision")
-	}
-	for _, ci := range v.d.ConsentIndexes {
-		if !slices.ContainsFunc(v.chain, func(p *proven) bool { return p.index == ci }) {
-			return failAt(CheckChain, de.index, "not in the chain", fmt.Sprintf("#%d", ci),
-				"the decision relied on consent entry #%d, which is not on the chain", ci)
-		}
-	}
-	var steps []string
-	for _, p := range v.chain {
-		steps = append(steps, fmt.Sprintf("#%d", p.index))
-	}
-	v.r.pass(CheckChain, "The subject's consent chain %s is unbroken (each event names the one before by index and leaf hash) and ends at the consent head #%d the decision names; no event on it withdraws %s/%s.",
-		strings.Join(steps, " → "), last.index, channelName(v.channel), v.purpose)
-	return nil
-}
-
 // checkGrant runs check 4.
 func (v *evidence) checkGrant() error {
-	de, gp := v.decision, v.chain[0]
+	de, gp := v.decision, v.chain[v.grantAt]
 	g := gp.e.GetConsentGranted()
 	ch, p := channelName(v.channel), v.purpose
 	if g == nil {
@@ -315,7 +290,7 @@ func (v *evidence) checkGrant() error {
 	}
 	var confirmation *proven
 	if !g.DoubleOptInConfirmed {
-		for _, c := range v.chain[1:] {
+		for _, c := range v.chain[v.grantAt+1:] {
 			if confirms(c.e, v.channel, p) {
 				confirmation = c
 				break
@@ -422,10 +397,17 @@ func (v *evidence) checkPolicy(ctx context.Context) error {
 	if pol.index >= de.index {
 		return failAt(CheckPolicy, pol.index, fmt.Sprintf("#%d", pol.index), fmt.Sprintf("before #%d", de.index), "the policy was published after the decision")
 	}
-	dec, err := policies.Replay(ctx, files, v.d.Input)
+	limit := v.opts.replayTimeout()
+	rctx, cancel := context.WithTimeout(ctx, limit)
+	dec, err := policies.Replay(rctx, files, v.d.Input)
+	timedOut := rctx.Err() != nil
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if timedOut {
+			return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d did not finish within %s (--replay-timeout): the policy does not terminate on it", pol.index, limit)
 		}
 		return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d fails: %v", pol.index, err)
 	}

@@ -14,10 +14,10 @@ import (
 
 // Outcomes of an evidence verification.
 const (
-	// OutcomeConsent: all five checks hold; the bundle proves that consent
+	// OutcomeConsent: all six checks hold; the bundle proves that consent
 	// existed when the send was decided.
 	OutcomeConsent = "consent_proven"
-	// OutcomeDenial: checks 1, 2 and 5 hold for a denied send; the bundle
+	// OutcomeDenial: checks 1, 2, 5 and 6 hold for a denied send; the bundle
 	// proves that the denial was recorded as the policy made it.
 	OutcomeDenial = "recorded_denial"
 	// OutcomeFailed: a check failed; the bundle proves nothing.
@@ -51,13 +51,18 @@ type EvidenceReport struct {
 	Chain      []ChainEvent   `json:"chain,omitempty"`
 	Grant      *GrantFacts    `json:"grant,omitempty"`
 	Policy     *PolicyFacts   `json:"policy,omitempty"`
-	// Witness is the witness check, when witness keys were pinned (DESIGN §13).
+	// Witness is the witness check, when witness keys were pinned.
 	Witness *WitnessReport `json:"witness,omitempty"`
+	// NotProven says in plain words which facts the decision relied on that
+	// this bundle cannot prove on its own (check 6): what only the audit
+	// of the whole log proves, what nothing in the log shows, and what a
+	// bundle written before check 6 existed does not show.
+	NotProven []string `json:"not_proven,omitempty"`
 }
 
-// CheckResult is the state of one of the five checks.
+// CheckResult is the state of one of the six checks.
 type CheckResult struct {
-	Check  int    `json:"check,omitempty"` // 1 to 5 for evidence; 0 for an audit's named checks
+	Check  int    `json:"check,omitempty"` // 1 to 6 for evidence; 0 for an audit's named checks
 	Name   string `json:"name"`
 	Status string `json:"status"` // StatusPassed, StatusFailed, StatusSkipped or StatusNotRun
 	Detail string `json:"detail"`
@@ -143,7 +148,7 @@ func (e *CheckError) MarshalJSON() ([]byte, error) {
 
 func newEvidenceReport() *EvidenceReport {
 	r := &EvidenceReport{Outcome: OutcomeFailed}
-	for n := CheckSignature; n <= CheckPolicy; n++ {
+	for n := CheckSignature; n <= CheckInput; n++ {
 		r.Checks = append(r.Checks, CheckResult{Check: n, Name: CheckName(n), Status: StatusNotRun, Detail: "Not checked: an earlier check failed."})
 	}
 	return r
@@ -323,6 +328,12 @@ func (r *EvidenceReport) Text() string {
 		head := fmt.Sprintf("  %s %d %-10s ", mark, c.Check, c.Name)
 		b.WriteString(head)
 		b.WriteString(wrap(c.Detail, 78, len([]rune(head)), strings.Repeat(" ", len([]rune(head)))))
+	}
+	if len(r.NotProven) > 0 {
+		b.WriteString("\nWhat this bundle cannot prove on its own:\n")
+		for _, n := range r.NotProven {
+			b.WriteString("  - " + wrap(n, 78, 4, "    "))
+		}
 	}
 	if d := r.Decision; d != nil {
 		verdict := "deny"

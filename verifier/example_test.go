@@ -31,6 +31,7 @@ func ExampleVerifyEvidence() {
 	// 3 chain: passed
 	// 4 grant: passed
 	// 5 policy: passed
+	// 6 input: passed
 	// grant #1, decision #11, policy #0
 }
 

@@ -14,10 +14,10 @@ import (
 	"github.com/consentledger/consentledger/verifier"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden reports in ../testdata (the fixtures themselves come from go run ./verifier/internal/gen)")
+var update = flag.Bool("update", false, "rewrite the golden reports in ../testdata (the fixtures themselves come from go run ./internal/fixturegen)")
 
 // testdata is the repository's fixture directory, written by
-// verifier/internal/gen and committed.
+// internal/fixturegen and committed.
 const testdata = "../testdata"
 
 func readFixture(t testing.TB, name string) []byte {
@@ -208,8 +208,12 @@ var auditCases = []struct {
 	malformed bool
 }{
 	{"log", "verifier", "", -1, 0, false},
-	{"flipped-byte", "verifier", verifier.AuditHashChain, 12, 2, false},
-	{"forged-replay", "verifier", verifier.AuditReplay, 11, 1, false},
+	// The flipped byte is in #11's message_ref: its input no longer matches
+	// its request (#11), and the chain breaks at #12.
+	{"flipped-byte", "verifier", verifier.AuditInput, 11, 3, false},
+	// The forged input's now (22:30) is after the decision's recorded_at
+	// (12:00), and the replay gives another result.
+	{"forged-replay", "verifier", verifier.AuditInput, 11, 2, false},
 	{"forged-fork", "verifier", verifier.AuditSubjects, 7, 1, false},
 	{"forged-late-breach", "verifier", verifier.AuditBreaches, 26, 1, false},
 	{"truncated", "verifier", "", -1, 0, true},

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
@@ -25,7 +28,7 @@ import (
 // forger rewrites the entries of a fixture bundle and signs a checkpoint
 // over them with its own key, as a dishonest operator holding the log's
 // key could: signatures and inclusion proofs verify, and only the content
-// checks (3 to 5) can tell.
+// checks (3 to 6) can tell.
 type forger struct {
 	signer note.Signer
 	vkey   string
@@ -49,6 +52,7 @@ type parts struct {
 	decision *pb.Entry
 	chain    []*pb.Entry
 	policy   *pb.Entry
+	lastSend *pb.Entry   // bundle field 6, if any
 	extra    []*pb.Entry // more entries of the log (not in the bundle)
 }
 
@@ -94,6 +98,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	for _, pe := range b.Chain {
 		p.chain = append(p.chain, decodeEntry(t, pe.Entry))
 	}
+	if b.LastAllowedSend != nil {
+		p.lastSend = decodeEntry(t, b.LastAllowedSend.Entry)
+	}
 	change(p)
 	data := map[*pb.Entry][]byte{}
 	enc := func(e *pb.Entry) []byte {
@@ -115,6 +122,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	}
 	enc(p.decision)
 	enc(p.policy)
+	if p.lastSend != nil {
+		enc(p.lastSend)
+	}
 	for _, e := range p.extra {
 		enc(e)
 	}
@@ -148,6 +158,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	for _, e := range p.chain {
 		out.Chain = append(out.Chain, prove(e))
 	}
+	if p.lastSend != nil {
+		out.LastAllowedSend = prove(p.lastSend)
+	}
 	j, err := protojson.Marshal(out)
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +186,13 @@ func TestForgedBundles(t *testing.T) {
 		want    string // in the error
 	}{
 		{"unchanged", "valid-allow", true, func(p *parts) {}, 0, ""},
+		// A withdrawal of another purpose does not break the chain (check 3
+		// passes), but the recorded input does not show it (check 6).
 		{"withdrawal of another purpose", "valid-allow", true, func(p *parts) {
 			p.chain = append(p.chain, &pb.Entry{Index: 5, SubjectId: anna(p), SubjectPrevIndex: u64(3),
 				Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: pb.Channel_CHANNEL_WHATSAPP, Purposes: []string{"newsletter"}}}})
 			p.decision.ConsentHeadIndex = u64(5)
-		}, 0, ""},
+		}, 6, "subject.consents.whatsapp.newsletter"},
 		{"withdrawal of the purpose", "valid-allow", true, func(p *parts) {
 			p.chain = append(p.chain, &pb.Entry{Index: 5, SubjectId: anna(p), SubjectPrevIndex: u64(3),
 				Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: pb.Channel_CHANNEL_WHATSAPP, Purposes: []string{"newsletter", "marketing"}}}})
@@ -197,7 +212,11 @@ func TestForgedBundles(t *testing.T) {
 		{"head beyond the chain", "valid-allow", true, func(p *parts) { p.decision.ConsentHeadIndex = u64(7) }, 3, "does not end at the consent head"},
 		{"no head", "valid-allow", true, func(p *parts) { p.decision.ConsentHeadIndex = nil }, 3, "names no consent head"},
 		{"relied-on entry not on the chain", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{1, 9} }, 3, "#9, which is not on the chain"},
-		{"chain starts elsewhere", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{2} }, 3, "not at the grant #2"},
+		// A chain may start at the subject's first consent event before the
+		// grant (check 6 derives the whole state from it): #1 → #2 relied
+		// on as the grant, #2 is the SMS opt-in.
+		{"chain starts before the grant", "valid-allow", true, func(p *parts) { p.send().ConsentIndexes = []uint64{2} }, 4, "another channel"},
+		{"chain starts after the first event, not at the grant", "valid-allow", true, func(p *parts) { p.chain = p.chain[1:] }, 3, "not at the grant #1"},
 		{"no subject", "valid-allow", true, func(p *parts) { p.decision.SubjectId = "" }, 3, "names no subject"},
 		{"backwards link", "valid-allow", true, func(p *parts) {
 			p.chain[1].Index, p.chain[2].SubjectPrevIndex = 9, u64(9) // #1 → #9 → #3
@@ -246,6 +265,36 @@ func TestForgedBundles(t *testing.T) {
 			p.send().PolicyDigest = pp.Digest
 		}, 5, "replaying the decision's recorded input with policy #0 fails"},
 		{"reasons reordered", "valid-allow", true, func(p *parts) { slices.Reverse(p.send().Reasons) }, 5, "gives another result"},
+		// Check 6: what the recorded input claims against what the bundle shows.
+		{"input now 6 h before the decision (quiet hours hidden)", "valid-allow", true, func(p *parts) {
+			p.decision.RecordedAt = timestamppb.New(p.decision.RecordedAt.AsTime().Add(6 * time.Hour))
+		}, 6, "earlier than the decision's recorded_at"},
+		{"input zone differs from the request's", "valid-allow", true, func(p *parts) {
+			d := p.send()
+			d.Input = bytes.Replace(d.Input, []byte(`"subject_timezone":"Europe/Berlin"`), []byte(`"subject_timezone":"Europe/London"`), 1)
+		}, 6, "request.subject_timezone"},
+		{"input omits the SMS opt-out", "valid-allow-optout", true, func(p *parts) {
+			d := p.send()
+			in := decodeInput(t, d.Input)
+			delete(in["subject"].(map[string]any)["consents"].(map[string]any), "sms")
+			d.Input = encodeInput(t, in)
+		}, 6, "subject.consents.sms"},
+		{"input claims a consent the chain withdrew", "valid-allow", true, func(p *parts) {
+			p.chain = append(p.chain, &pb.Entry{Index: 5, SubjectId: anna(p), SubjectPrevIndex: u64(3),
+				Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: pb.Channel_CHANNEL_SMS}}})
+			p.decision.ConsentHeadIndex = u64(5)
+		}, 6, "subject.consents.sms."},
+		{"last allowed send to another subject", "valid-allow", true, func(p *parts) {
+			ls := proto.CloneOf(p.decision)
+			ls.Index, ls.SubjectId = 9, "subj_someoneelse"
+			p.lastSend = ls
+		}, 6, "is not an earlier allowed send to the same subject"},
+		{"last allowed send the input omits", "valid-allow", true, func(p *parts) {
+			ls := proto.CloneOf(p.decision)
+			ls.Index = 9
+			p.lastSend = ls
+		}, 6, "last_allowed_send_at"},
+		{"unknown input derivation", "valid-allow", true, func(p *parts) { p.send().InputVersion = 99 }, 6, "derivation this verifier does not know"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,4 +328,22 @@ func TestForgedBundleNotADecision(t *testing.T) {
 	if !errors.Is(err, verifier.ErrMalformed) || errors.Is(err, verifier.ErrInvalid) || rep != nil {
 		t.Fatalf("VerifyEvidence = %v, %v; want ErrMalformed only", rep, err)
 	}
+}
+
+func decodeInput(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func encodeInput(t testing.TB, m map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/consentledger/consentledger/ledger/state"
 	"github.com/consentledger/consentledger/policies"
 
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
@@ -182,21 +183,27 @@ func smallExport(t testing.TB) ([]byte, string) {
 	l := newSynthLog(t)
 	at := func(h int) *timestamppb.Timestamp { return timestamppb.New(l.clock.Add(time.Duration(h) * time.Hour)) }
 	wa := pb.Channel_CHANNEL_WHATSAPP
-	input := func(status string) []byte {
-		return []byte(`{"now":"2026-01-05T12:00:00Z","request":{"channel":"whatsapp","purpose":"marketing"},"subject":{"consents":{"whatsapp":{"marketing":{"status":"` + status + `"}}}}}`)
-	}
-	decision := func(subject string, allow bool, reason, status string, relied []uint64) *pb.Entry {
+	// A decision records the input the server derives (package state) and
+	// relies on what the server would.
+	decision := func(subject string, allow bool, reason string) *pb.Entry {
+		req := &pb.SendRequest{Channel: wa, Purpose: "marketing"}
+		st := l.st.Subject(subject)
+		var relied []uint64
+		for _, r := range state.ReliedOn(allow, req, st) {
+			relied = append(relied, r.Index)
+		}
+		in := state.Input(l.clock.Add(time.Millisecond), req, l.st.Known(subject), st, l.st.OpenBreaches())
 		return &pb.Entry{SubjectId: subject, Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
-			Request: &pb.SendRequest{Channel: wa, Purpose: "marketing"}, Allow: allow, Reasons: []string{reason},
-			PolicyDigest: digest, ConsentIndexes: relied, Input: input(status),
+			Request: req, Allow: allow, Reasons: []string{reason},
+			PolicyDigest: digest, ConsentIndexes: relied, Input: policies.AppendJSON(nil, in.Value()), InputVersion: state.InputVersion,
 		}}}
 	}
 	l.add(&pb.Entry{Event: &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{Files: pf, Digest: digest}}})
-	grant := l.add(&pb.Entry{SubjectId: "subj_a", Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{Channel: wa, Purposes: []string{"marketing"}}}})
+	l.add(&pb.Entry{SubjectId: "subj_a", Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{Channel: wa, Purposes: []string{"marketing"}}}})
 	l.add(&pb.Entry{SubjectId: "subj_a", Event: &pb.Entry_ConsentConfirmed{ConsentConfirmed: &pb.ConsentConfirmed{Channel: wa, Purposes: []string{"marketing"}}}})
-	l.add(decision("subj_a", true, "consent: granted", "granted", []uint64{grant}))
+	l.add(decision("subj_a", true, "consent: granted"))
 	l.add(&pb.Entry{SubjectId: "subj_a", Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{Channel: wa}}})
-	l.add(decision("subj_a", false, "no_consent: none", "withdrawn", nil))
+	l.add(decision("subj_a", false, "no_consent: none"))
 	l.add(&pb.Entry{SubjectId: "subj_b", Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{Channel: wa, Purposes: []string{"marketing"}}}})
 	l.add(&pb.Entry{SubjectId: "subj_b", Event: &pb.Entry_SubjectErased{SubjectErased: &pb.SubjectErased{Reason: "art17_request"}}})
 	l.add(&pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: &pb.BreachDetected{BreachId: "b1", DetectedAt: at(0), Channels: []pb.Channel{wa}}}})

@@ -265,7 +265,7 @@ func TestCrossCheckTlog(t *testing.T) {
 }
 
 func TestCheckNames(t *testing.T) {
-	want := []string{"", "signature", "inclusion", "chain", "grant", "policy", ""}
+	want := []string{"", "signature", "inclusion", "chain", "grant", "policy", "input", ""}
 	for n, w := range want {
 		if got := verifier.CheckName(n); got != w {
 			t.Errorf("CheckName(%d) = %q, want %q", n, got, w)

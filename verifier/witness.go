@@ -149,18 +149,11 @@ func (w *Witnesses) VerifyCosignatures(raw []byte, logKey *Key) ([]Cosignature, 
 // no later than T" for each cosignature; a decision recorded later than a
 // witness's timestamp (beyond [WitnessClockTolerance]) fails the check.
 func VerifyEvidenceWitnessed(ctx context.Context, bundleJSON []byte, vkey string, w *Witnesses) (*EvidenceReport, error) {
-	key, err := ParseKey(vkey)
-	if err != nil {
-		return nil, err
-	}
-	b, err := ParseBundle(bundleJSON)
-	if err != nil {
-		return nil, err
-	}
-	r, err := VerifyBundle(ctx, b, key)
-	if err != nil || w == nil {
-		return r, err
-	}
+	return VerifyEvidenceWith(ctx, bundleJSON, vkey, Options{Witnesses: w})
+}
+
+// witnessCheck adds the witness check of w to the report r of bundle b.
+func witnessCheck(b *pb.EvidenceBundle, key *Key, r *EvidenceReport, w *Witnesses) (*EvidenceReport, error) {
 	wr, werr := checkBundleWitnesses(b, key, r, w)
 	r.Witness = wr
 	if werr != nil {

@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	evidenceUsage    = "consentverify evidence FILE --key KEY [--json] [--witness VKEY ... [--quorum K]]"
+	evidenceUsage    = "consentverify evidence FILE --key KEY [--json] [--witness VKEY ... [--quorum K]] [--replay-timeout 5s]"
 	consistencyUsage = "consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json] [--witness VKEY ... [--quorum K]]"
-	auditUsage       = "consentverify audit FILE --key KEY [--json] [--witness VKEY ... [--quorum K]]"
+	auditUsage       = "consentverify audit FILE --key KEY [--json] [--witness VKEY ... [--quorum K]] [--replay-timeout 5s]"
 	breachesUsage    = "consentverify breaches FILE --key KEY [--json]"
 
 	bundleHint = "FILE must be an evidence bundle as `consentledger evidence --decision N -o FILE` writes it"
@@ -118,6 +118,7 @@ func (c common) report(text func() string, v any) {
 
 func runEvidence(args []string) int {
 	c := newCommon("evidence")
+	timeout := c.fs.Duration("replay-timeout", verifier.DefaultReplayTimeout, "")
 	pos, vkey, code := c.parse(args, 1, evidenceUsage, "one bundle file")
 	if pos == nil {
 		return code
@@ -131,7 +132,10 @@ func runEvidence(args []string) int {
 	debug.SetGCPercent(400)
 	ctx, cancel := interruptible()
 	defer cancel()
-	rep, err := verifier.VerifyEvidenceWitnessed(ctx, data, vkey, c.witnesses)
+	if *timeout <= 0 {
+		return usageError(evidenceUsage, "--replay-timeout must be positive, got %s", *timeout)
+	}
+	rep, err := verifier.VerifyEvidenceWith(ctx, data, vkey, verifier.Options{ReplayTimeout: *timeout, Witnesses: c.witnesses})
 	if rep != nil {
 		c.report(rep.Text, rep)
 	}
@@ -140,9 +144,13 @@ func runEvidence(args []string) int {
 
 func runAudit(args []string) int {
 	c := newCommon("audit")
+	timeout := c.fs.Duration("replay-timeout", verifier.DefaultReplayTimeout, "")
 	pos, vkey, code := c.parse(args, 1, auditUsage, "one export file")
 	if pos == nil {
 		return code
+	}
+	if *timeout <= 0 {
+		return usageError(auditUsage, "--replay-timeout must be positive, got %s", *timeout)
 	}
 	f, err := open(pos[0])
 	if err != nil {
@@ -152,12 +160,7 @@ func runAudit(args []string) int {
 	ctx, cancel := interruptible()
 	defer cancel()
 	p := &progress{w: stderr, verb: "audited", start: time.Now()}
-	var rep *verifier.AuditReport
-	if c.witnesses != nil {
-		rep, err = verifier.AuditWitnessed(ctx, f, vkey, c.witnesses, p.update)
-	} else {
-		rep, err = verifier.Audit(ctx, f, vkey, p.update)
-	}
+	rep, err := verifier.AuditWith(ctx, f, vkey, p.update, verifier.Options{ReplayTimeout: *timeout, Witnesses: c.witnesses})
 	p.finish()
 	if rep != nil {
 		c.report(rep.Text, rep)

@@ -18,9 +18,9 @@ import (
 )
 
 const usage = `Usage:
-    consentverify evidence FILE --key KEY [--json]
+    consentverify evidence FILE --key KEY [--json] [--replay-timeout 5s]
     consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json]
-    consentverify audit FILE --key KEY [--json]
+    consentverify audit FILE --key KEY [--json] [--replay-timeout 5s]
     consentverify breaches FILE --key KEY [--json]
 
 KEY is the log's verifier key, <origin>+<hash>+<base64>, as printed by
@@ -31,17 +31,21 @@ consentverify trusts. FILE may be - for standard input.
 Commands:
     evidence     verify the evidence bundle of one send decision
                  (consentledger evidence --decision N): signature, inclusion,
-                 consent chain, grant, policy replay
+                 consent chain, grant, policy replay, the recorded input
+                 against what the bundle shows
     consistency  verify that the log of NEW_CHECKPOINT extends the log of
                  OLD_CHECKPOINT, with a proof from a file or from the server
     audit        verify a whole exported log (consentledger export -o FILE):
-                 hash chain, Merkle root, subject chains, every decision
-                 replayed, every breach's 72-hour deadline
+                 hash chain, Merkle root, subject chains, every decision's
+                 input derived from the log and replayed, every breach's
+                 72-hour deadline
     breaches     verify an exported log and report each data breach:
                  detected, deadline, notified, in time or late, closed
 
 Flags may stand before or after the arguments. --json prints the report as
-JSON instead of text. The server's token comes from --token or
+JSON instead of text. --replay-timeout bounds each policy evaluation
+(default 5s): a policy that does not finish in time fails the check, naming
+the decision's index. The server's token comes from --token or
 $CONSENTLEDGER_TOKEN.
 
 Exit codes:

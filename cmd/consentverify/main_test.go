@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs testdata/script/*.txt. Scripts see the repository's
 // fixtures as $FIXTURES (testdata/ at the root, written by
-// verifier/internal/gen) and can assert an exit code with
+// internal/fixturegen) and can assert an exit code with
 // "exitcode N command args...".
 func TestScripts(t *testing.T) {
 	fixtures, err := filepath.Abs("../../testdata")

@@ -748,7 +748,10 @@ type SendDecision struct {
 	// Indexes of the consent entries the decision relied on.
 	ConsentIndexes []uint64 `protobuf:"varint,6,rep,packed,name=consent_indexes,json=consentIndexes,proto3" json:"consent_indexes,omitempty"`
 	// The exact policy input (JSON) the policy was evaluated with.
-	Input         []byte `protobuf:"bytes,7,opt,name=input,proto3" json:"input,omitempty"`
+	Input []byte `protobuf:"bytes,7,opt,name=input,proto3" json:"input,omitempty"`
+	// The derivation (package ledger/state) that built input from the log and
+	// the request; 0, in decisions recorded before it existed, means 1.
+	InputVersion  uint32 `protobuf:"varint,8,opt,name=input_version,json=inputVersion,proto3" json:"input_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -830,6 +833,13 @@ func (x *SendDecision) GetInput() []byte {
 		return x.Input
 	}
 	return nil
+}
+
+func (x *SendDecision) GetInputVersion() uint32 {
+	if x != nil {
+		return x.InputVersion
+	}
+	return 0
 }
 
 // PolicyFile is one file of a policy set.
@@ -1494,7 +1504,7 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"messageRef\x12'\n" +
 	"\x0fsubject_country\x18\b \x01(\tR\x0esubjectCountry\x12\x1f\n" +
 	"\vlegal_basis\x18\t \x01(\tR\n" +
-	"legalBasis\"\xfe\x01\n" +
+	"legalBasis\"\xa3\x02\n" +
 	"\fSendDecision\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.consentledger.v1.SendRequestR\arequest\x12\x14\n" +
 	"\x05allow\x18\x02 \x01(\bR\x05allow\x12\x18\n" +
@@ -1502,7 +1512,8 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\fpolicy_index\x18\x04 \x01(\x04R\vpolicyIndex\x12#\n" +
 	"\rpolicy_digest\x18\x05 \x01(\tR\fpolicyDigest\x12'\n" +
 	"\x0fconsent_indexes\x18\x06 \x03(\x04R\x0econsentIndexes\x12\x14\n" +
-	"\x05input\x18\a \x01(\fR\x05input\":\n" +
+	"\x05input\x18\a \x01(\fR\x05input\x12#\n" +
+	"\rinput_version\x18\b \x01(\rR\finputVersion\":\n" +
 	"\n" +
 	"PolicyFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +

@@ -203,10 +203,13 @@ type SubjectState struct {
 	Erased bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
 	// The latest objection to direct marketing (a ConsentWithdrawn with scope
 	// "all_marketing"), if any, and when it was made.
-	Objection     *EntryRef              `protobuf:"bytes,5,opt,name=objection,proto3" json:"objection,omitempty"`
-	ObjectedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=objected_at,json=objectedAt,proto3" json:"objected_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Objection  *EntryRef              `protobuf:"bytes,5,opt,name=objection,proto3" json:"objection,omitempty"`
+	ObjectedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=objected_at,json=objectedAt,proto3" json:"objected_at,omitempty"`
+	// The subject's last allowed SendDecision on any channel (filled in on
+	// reads; a decision is appended only if it is unchanged since evaluation).
+	LastAllowedSend *EntryRef `protobuf:"bytes,7,opt,name=last_allowed_send,json=lastAllowedSend,proto3" json:"last_allowed_send,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubjectState) Reset() {
@@ -277,6 +280,13 @@ func (x *SubjectState) GetObjection() *EntryRef {
 func (x *SubjectState) GetObjectedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ObjectedAt
+	}
+	return nil
+}
+
+func (x *SubjectState) GetLastAllowedSend() *EntryRef {
+	if x != nil {
+		return x.LastAllowedSend
 	}
 	return nil
 }
@@ -497,7 +507,7 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"withdrawal\x12K\n" +
 	"\x14last_allowed_send_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11lastAllowedSendAt\x12F\n" +
 	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\x12>\n" +
-	"\rconfirmed_via\x18\x0f \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"\xa8\x02\n" +
+	"\rconfirmed_via\x18\x0f \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"\xf0\x02\n" +
 	"\fSubjectState\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
@@ -506,7 +516,8 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"\x06erased\x18\x04 \x01(\bR\x06erased\x128\n" +
 	"\tobjection\x18\x05 \x01(\v2\x1a.consentledger.v1.EntryRefR\tobjection\x12;\n" +
 	"\vobjected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"objectedAt\"\x84\x05\n" +
+	"objectedAt\x12F\n" +
+	"\x11last_allowed_send\x18\a \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\x84\x05\n" +
 	"\vBreachState\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x126\n" +
@@ -563,20 +574,21 @@ var file_consentledger_v1_state_proto_depIdxs = []int32{
 	0,  // 11: consentledger.v1.SubjectState.consents:type_name -> consentledger.v1.ConsentState
 	6,  // 12: consentledger.v1.SubjectState.objection:type_name -> consentledger.v1.EntryRef
 	5,  // 13: consentledger.v1.SubjectState.objected_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
-	5,  // 15: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
-	4,  // 16: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
-	5,  // 17: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
-	6,  // 18: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
-	5,  // 19: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 20: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
-	6,  // 21: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
-	6,  // 22: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	6,  // 14: consentledger.v1.SubjectState.last_allowed_send:type_name -> consentledger.v1.EntryRef
+	6,  // 15: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
+	5,  // 16: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
+	4,  // 17: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
+	5,  // 18: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
+	6,  // 19: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
+	5,  // 20: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
+	5,  // 21: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
+	6,  // 22: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
+	6,  // 23: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_state_proto_init() }

@@ -1,4 +1,4 @@
-// Command gen regenerates the verifier's fixtures in testdata/ at the
+// Command fixturegen regenerates the verifier's fixtures in testdata/ at the
 // repository root. It runs a real consentledger server in-process
 // (server.Run, a temporary data directory, a fixed clock), records a
 // scenario through the Connect API — opt-ins, a double opt-in confirmation,
@@ -9,8 +9,20 @@
 // dishonest operator could), each meant to fail one check. Run it from the
 // repository root:
 //
-//	go run ./verifier/internal/gen            # writes ./testdata
+//	go run ./internal/fixturegen            # writes ./testdata
+//	go run ./internal/fixturegen -set soundness   # only testdata/soundness
 //	go test ./verifier/ ./cmd/consentverify/ -update   # then refresh the golden reports
+//
+// With -set soundness it writes only testdata/soundness/: a log recorded by
+// today's server, whose bundles carry the subject's whole consent chain and
+// last allowed send, and one forgery per class of lie about a decision's
+// policy input (a hidden breach freeze, a shifted now, a changed time zone,
+// an omitted opt-out, a superseded policy, a withdrawn or missing consent,
+// a grant of another channel), each re-evaluated and signed with the log's
+// own key so that the replay agrees and only the derivation of the input
+// (audit, evidence check 6) can catch it; a policy that never ends; an
+// export with an entry beyond its checkpoint. It lives outside verifier/
+// because it runs a real server: the verifier imports no server.
 //
 // The scenario and its clock are fixed; keys, subject ids and salts are
 // random, so each run writes different bytes. Tests verify the committed
@@ -54,11 +66,20 @@ const (
 
 func main() {
 	out := flag.String("out", "testdata", "directory to write the fixtures to")
+	set := flag.String("set", "all", `which fixtures to write: "base" (evidence/, export/, consistency/), "soundness" (soundness/) or "all"`)
 	flag.Parse()
 	log.SetFlags(0)
-	log.SetPrefix("gen: ")
-	if err := run(context.Background(), *out); err != nil {
-		log.Fatal(err)
+	log.SetPrefix("fixturegen: ")
+	ctx := context.Background()
+	if *set == "base" || *set == "all" {
+		if err := run(ctx, *out); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if *set == "soundness" || *set == "all" {
+		if err := runSoundness(ctx, *out); err != nil {
+			log.Fatal(err)
+		}
 	}
 }
 
@@ -570,7 +591,7 @@ func scenarioText(ix indexes) []byte {
 		max = maxU(max, v)
 	}
 	var b bytes.Buffer
-	b.WriteString("# The entries of the fixture log, as recorded by verifier/internal/gen.\n")
+	b.WriteString("# The entries of the fixture log, as recorded by internal/fixturegen.\n")
 	for i := uint64(0); i <= max; i++ {
 		if n, ok := byIndex[i]; ok {
 			fmt.Fprintf(&b, "%d\t%s\n", i, n)
