@@ -65,11 +65,19 @@ func inputDocument(now time.Time, req *pb.SendRequest, known bool, st *pb.Subjec
 		}
 	}
 	for _, b := range breaches {
-		ib := policies.InputBreach{BreachID: b.BreachId, Status: b.Status, Channels: make([]string, 0, len(b.Channels))}
+		// Only what the policy needs of a breach, and each channel once:
+		// a breach recorded before channels were bounded must not make
+		// every decision's input large.
+		ib := policies.InputBreach{BreachID: b.BreachId, Status: b.Status, Channels: make([]string, 0, 4)}
 		if b.DetectedAt != nil {
 			ib.DetectedAt = rfc3339(b.DetectedAt)
 		}
+		var seen [8]bool
 		for _, c := range b.Channels {
+			if c <= 0 || int(c) >= len(seen) || seen[c] {
+				continue
+			}
+			seen[c] = true
 			ib.Channels = append(ib.Channels, ledger.ChannelName(c))
 		}
 		in.Breaches = append(in.Breaches, ib)

@@ -87,7 +87,7 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 		return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
 	}
 	for field, v := range map[string]string{"provider.name": m.GetProvider().GetName(), "provider.region": m.GetProvider().GetRegion(), "message_ref": m.MessageRef, "idempotency_key": m.IdempotencyKey} {
-		if err := checkText(prefix+field, v, maxShortText); err != nil {
+		if err := checkIdent(prefix+field, v, maxShortText); err != nil {
 			return id, nil, err
 		}
 	}

@@ -32,6 +32,12 @@ type Options struct {
 	OnDecision func(allow bool, reasons []string)
 	// DataDir is the ledger's data directory, for backups; empty disables Backup.
 	DataDir string
+	// MaxBackdate bounds how long before now an event may be dated
+	// (occurred_at, received_at, detected_at); 0 means DefaultMaxBackdate.
+	MaxBackdate time.Duration
+	// DraftTimeout bounds DryRun, ImpactReport and the test run of
+	// PublishPolicy; 0 means DefaultDraftTimeout.
+	DraftTimeout time.Duration
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -39,12 +45,15 @@ var errNoDataDir = errors.New("this server has no data directory to back up")
 // Service holds what the handlers share: the ledger, the active policy and
 // a cache of open breaches.
 type Service struct {
-	l       *ledger.Ledger
-	now     func() time.Time
-	log     *slog.Logger
-	onDec   func(allow bool, reasons []string)
-	dataDir string
-	active  atomic.Pointer[activePolicy]
+	l            *ledger.Ledger
+	now          func() time.Time
+	log          *slog.Logger
+	onDec        func(allow bool, reasons []string)
+	dataDir      string
+	maxBackdate  time.Duration
+	draftTimeout time.Duration
+	drafts       chan struct{} // semaphore of running draft evaluations
+	active       atomic.Pointer[activePolicy]
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -71,7 +80,13 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir}
+	if opts.MaxBackdate <= 0 {
+		opts.MaxBackdate = DefaultMaxBackdate
+	}
+	if opts.DraftTimeout <= 0 {
+		opts.DraftTimeout = DefaultDraftTimeout
+	}
+	s := &Service{draftTimeout: opts.DraftTimeout, drafts: make(chan struct{}, maxDraftEvaluations), l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, maxBackdate: opts.MaxBackdate}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -112,7 +127,12 @@ func (s *Service) Active() (*policies.Set, *pb.EntryRef) {
 // active policy already has the same digest, nothing is appended and its
 // entry is returned.
 func (s *Service) Publish(ctx context.Context, files []policies.File, note, idemKey string) (*pb.EntryRef, string, error) {
-	set, err := policies.Check(ctx, files)
+	return s.publish(ctx, ctx, files, note, idemKey)
+}
+
+// publish is Publish with the compilation and test run bounded by checkCtx.
+func (s *Service) publish(ctx, checkCtx context.Context, files []policies.File, note, idemKey string) (*pb.EntryRef, string, error) {
+	set, err := policies.Check(checkCtx, files)
 	if err != nil {
 		return nil, "", err
 	}

@@ -36,6 +36,10 @@ type Config struct {
 	// Principals are the callers and their roles; without any, the server
 	// runs unauthenticated and only on a loopback address.
 	Principals []PrincipalConfig `yaml:"principals"`
+	// MaxBackdate bounds how long before it is recorded an event may be
+	// dated: occurred_at of consent events, detected_at of breaches
+	// (DESIGN §14). YAML takes a Go duration such as 8760h; 0 means 365 days.
+	MaxBackdate time.Duration `yaml:"max_backdate"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -46,6 +50,9 @@ type Config struct {
 	MaxRequestBytes int `yaml:"-"`
 	// PprofAddr, if set, serves net/http/pprof on this (loopback) address.
 	PprofAddr string `yaml:"-"`
+	// DraftTimeout bounds DryRun, ImpactReport and a publication's test
+	// run; 0 means rpc.DefaultDraftTimeout (10 s).
+	DraftTimeout time.Duration `yaml:"-"`
 	// Now is the clock of the ledger and the policy input; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }

@@ -47,7 +47,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		}
 	}()
 	m := newMetrics(l, log)
-	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir})
+	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir,
+		MaxBackdate: cfg.MaxBackdate, DraftTimeout: cfg.DraftTimeout})
 	if err != nil {
 		return err
 	}
@@ -74,6 +75,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		// Answers are small; compressing them costs more than it saves.
 		connect.WithCompressMinBytes(16 << 10),
 		connect.WithCodec(rpc.JSONCodec{}),
+		connect.WithCodec(rpc.ProtoCodec{}),
 	}
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -465,8 +466,13 @@ func (s *scanner) startReplay() {
 			var n uint64
 			for j := range s.jobs {
 				n++
-				dec, err := j.set.Decide(s.ctx, j.input)
+				rctx, cancel := context.WithTimeout(s.ctx, ReplayTimeout)
+				dec, err := j.set.Decide(rctx, j.input)
+				timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded) && s.ctx.Err() == nil
+				cancel()
 				switch {
+				case timedOut:
+					s.find(AuditReplay, j.index, "", "", "replaying the recorded input with policy #%d did not finish within %v", j.policy, ReplayTimeout)
 				case err != nil && s.ctx.Err() != nil:
 					continue
 				case err != nil:
@@ -491,6 +497,10 @@ func (s *scanner) policy(i uint64, pp *pb.PolicyPublished) {
 	}
 	s.policies[i] = &policyRec{index: i, digest: pp.Digest, files: files}
 }
+
+// ReplayTimeout bounds the replay of one recorded decision: a policy that
+// does not decide within it is reported, not waited for.
+var ReplayTimeout = 5 * time.Second
 
 // compiledSets caches compiled policy sets by digest, across audits, as
 // policies.Replay does: a log holds few policies, and compiling one takes

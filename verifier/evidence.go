@@ -422,10 +422,15 @@ func (v *evidence) checkPolicy(ctx context.Context) error {
 	if pol.index >= de.index {
 		return failAt(CheckPolicy, pol.index, fmt.Sprintf("#%d", pol.index), fmt.Sprintf("before #%d", de.index), "the policy was published after the decision")
 	}
-	dec, err := policies.Replay(ctx, files, v.d.Input)
+	rctx, cancel := context.WithTimeout(ctx, ReplayTimeout)
+	defer cancel()
+	dec, err := policies.Replay(rctx, files, v.d.Input)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if rctx.Err() != nil {
+			return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d did not finish within %v", pol.index, ReplayTimeout)
 		}
 		return failAt(CheckPolicy, de.index, "", "", "replaying the decision's recorded input with policy #%d fails: %v", pol.index, err)
 	}
