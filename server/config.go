@@ -50,6 +50,22 @@ type Config struct {
 	MaxRequestBytes int `yaml:"-"`
 	// PprofAddr, if set, serves net/http/pprof on this (loopback) address.
 	PprofAddr string `yaml:"-"`
+	// MetricsAddr, if set, serves /metrics and gRPC reflection without a
+	// token on this separate listener (keep it private); on the API port
+	// they then, as always with principals, need a token.
+	MetricsAddr string `yaml:"-"`
+	// InsecureNoTLS allows principals on a non-loopback address without
+	// TLS: bearer tokens then cross the network in clear.
+	InsecureNoTLS bool `yaml:"-"`
+	// BodyReadTimeout bounds reading a request's body; 0 means
+	// DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration `yaml:"-"`
+	// WatchPerPrincipal and WatchPerConnection bound WatchEntries streams;
+	// 0 means DefaultWatchPerPrincipal and DefaultWatchPerConnection.
+	WatchPerPrincipal, WatchPerConnection int `yaml:"-"`
+	// WatchSendTimeout drops a WatchEntries stream that does not accept an
+	// entry within it; 0 means DefaultWatchSendTimeout.
+	WatchSendTimeout time.Duration `yaml:"-"`
 	// DraftTimeout bounds DryRun, ImpactReport and a publication's test
 	// run; 0 means rpc.DefaultDraftTimeout (10 s).
 	DraftTimeout time.Duration `yaml:"-"`
@@ -99,13 +115,26 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 4 << 20
 	}
+	if c.BodyReadTimeout <= 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.WatchPerPrincipal <= 0 {
+		c.WatchPerPrincipal = DefaultWatchPerPrincipal
+	}
+	if c.WatchPerConnection <= 0 {
+		c.WatchPerConnection = DefaultWatchPerConnection
+	}
+	if c.WatchSendTimeout <= 0 {
+		c.WatchSendTimeout = DefaultWatchSendTimeout
+	}
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", c.Addr, err)
 	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if len(c.Principals) == 0 {
-		ip := net.ParseIP(host)
-		if !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
+		if !loopback {
 			return nil, fmt.Errorf("refusing to listen on %s without authentication: give a --config file with principals and their token hashes, or listen on a loopback address such as 127.0.0.1:7420", c.Addr)
 		}
 		return nil, nil
@@ -120,6 +149,9 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		return nil, errors.New("config: tls needs both cert and key")
+	}
+	if c.TLS == nil && !loopback && !c.InsecureNoTLS {
+		return nil, fmt.Errorf("refusing to accept bearer tokens on %s without TLS: they would cross the network in clear; set tls: {cert, key} in the config, listen on a loopback address behind a TLS proxy, or pass --insecure-no-tls if the network is protected otherwise", c.Addr)
 	}
 	return a, nil
 }
