@@ -237,3 +237,59 @@ slow_loop if {
 		t.Errorf("a timed-out publication appended %d entries", got-size)
 	}
 }
+
+// Issue 11.6: only zones of the embedded tzdata, whatever the host has.
+func TestHostOnlyZonesRefused(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	size := logSize(t, s)
+	for _, zone := range []string{"right/UTC", "posix/Europe/Berlin", "Factory", "Local", "/etc/localtime"} {
+		req := waMarketing(anna)
+		req.SubjectTimezone = zone
+		_, err := s.send().Decide(ctx, connect.NewRequest(req))
+		wantInvalid(t, "zone "+zone, err, "subject_timezone")
+	}
+	if got := logSize(t, s); got != size {
+		t.Errorf("rejected decisions appended %d entries", got-size)
+	}
+	decide(t, s, waMarketing(anna)) // Europe/Berlin
+}
+
+// Issue 11.8: a batch with a conflicting idempotency key appends nothing.
+func TestDecideBatchAtomic(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	optIn(t, s, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	used := waMarketing(anna)
+	used.IdempotencyKey = "used-once"
+	decide(t, s, used)
+	size := logSize(t, s)
+	req := func(key, ref string) *pb.DecideRequest {
+		r := waMarketing(anna)
+		r.IdempotencyKey, r.MessageRef = key, ref
+		return r
+	}
+	for _, tc := range []struct {
+		name  string
+		reqs  []*pb.DecideRequest
+		code  connect.Code
+		field string
+	}{
+		{"a key twice in the batch", []*pb.DecideRequest{req("k1", "a"), req("k1", "b")}, connect.CodeInvalidArgument, "requests[1].idempotency_key"},
+		{"a key used before for another request", []*pb.DecideRequest{req("k2", "a"), req("used-once", "other")}, connect.CodeAlreadyExists, "requests[1]"},
+		{"an invalid last request", []*pb.DecideRequest{req("k3", "a"), {Subject: phone(anna)}}, connect.CodeInvalidArgument, "requests[1].channel"},
+	} {
+		_, err := s.send().DecideBatch(ctx, connect.NewRequest(&pb.DecideBatchRequest{Requests: tc.reqs}))
+		if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want %v naming %s", tc.name, err, tc.code, tc.field)
+		}
+		if got := logSize(t, s); got != size {
+			t.Fatalf("%s: the rejected batch appended %d entries", tc.name, got-size)
+		}
+	}
+	// A retry of the recorded request inside a batch is still answered.
+	r, err := s.send().DecideBatch(ctx, connect.NewRequest(&pb.DecideBatchRequest{Requests: []*pb.DecideRequest{req("k4", "a"), used}}))
+	if err != nil || len(r.Msg.Results) != 2 {
+		t.Fatalf("batch with a retried key: %v", err)
+	}
+}

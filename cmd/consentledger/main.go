@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	_ "time/tzdata" // zones from the embedded tzdata only, on any host (see package zones)
 )
 
 // command is one subcommand: run gets the arguments after the command name

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	_ "time/tzdata" // zones from the embedded tzdata only, on any host (see package zones)
 
 	"github.com/consentledger/consentledger/verifier"
 )
