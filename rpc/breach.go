@@ -1,10 +1,12 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -243,14 +245,46 @@ func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.C
 	return connect.NewResponse(&pb.CloseBreachResponse{Entry: rcpt.Ref()}), nil
 }
 
-func (h *breachHandler) ListBreaches(ctx context.Context, _ *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+// Paging of ListBreaches.
+const (
+	defaultBreachPage = 100
+	// MaxBreachPage bounds ListBreaches.page_size.
+	MaxBreachPage = 1000
+)
+
+func (h *breachHandler) ListBreaches(ctx context.Context, r *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+	size := int(r.Msg.PageSize)
+	if size == 0 {
+		size = defaultBreachPage
+	}
+	if size > MaxBreachPage {
+		return nil, invalid("page_size", "%d is more than %d", size, MaxBreachPage)
+	}
+	var after uint64 // the detection entry of the previous page's last breach, plus one
+	if t := r.Msg.PageToken; t != "" {
+		n, err := strconv.ParseUint(t, 10, 64)
+		if err != nil {
+			return nil, invalid("page_token", "%q is not a token this server gave; pass next_page_token of the previous page", t)
+		}
+		after = n
+	}
 	all, err := h.s.l.Breaches(ctx)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	now := h.s.now()
+	// In the order they were reported: by the index of the detection entry.
+	slices.SortFunc(all, func(a, b *pb.BreachState) int {
+		return cmp.Compare(a.GetDetected().GetIndex(), b.GetDetected().GetIndex())
+	})
+	start, _ := slices.BinarySearchFunc(all, after, func(b *pb.BreachState, i uint64) int { return cmp.Compare(b.GetDetected().GetIndex(), i) })
+	page := all[start:]
 	out := &pb.ListBreachesResponse{}
-	for _, b := range all {
+	if len(page) > size {
+		page = page[:size]
+		out.NextPageToken = strconv.FormatUint(page[size-1].GetDetected().GetIndex()+1, 10)
+	}
+	now := h.s.now()
+	for _, b := range page {
 		out.Breaches = append(out.Breaches, BreachView(b, now))
 	}
 	return connect.NewResponse(out), nil

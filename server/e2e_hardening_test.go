@@ -293,3 +293,69 @@ func TestDecideBatchAtomic(t *testing.T) {
 		t.Fatalf("batch with a retried key: %v", err)
 	}
 }
+
+// Issue 11.13: ListBreaches is paged.
+func TestListBreachesPaged(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	var want []string
+	for i := range 5 {
+		r, err := s.breach().ReportBreach(ctx, connect.NewRequest(&pb.ReportBreachRequest{Description: fmt.Sprint("breach ", i), Channels: sms()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, r.Msg.BreachId)
+	}
+	var got []string
+	token, pages := "", 0
+	for {
+		r, err := s.breach().ListBreaches(ctx, connect.NewRequest(&pb.ListBreachesRequest{PageSize: 2, PageToken: token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(r.Msg.Breaches) > 2 {
+			t.Fatalf("page of %d breaches, page_size 2", len(r.Msg.Breaches))
+		}
+		for _, b := range r.Msg.Breaches {
+			got = append(got, b.BreachId)
+		}
+		if token = r.Msg.NextPageToken; token == "" {
+			break
+		}
+	}
+	if pages != 3 || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%d pages of %v, want 3 pages of %v in reporting order", pages, got, want)
+	}
+	_, err := s.breach().ListBreaches(ctx, connect.NewRequest(&pb.ListBreachesRequest{PageSize: 5000}))
+	wantInvalid(t, "page_size 5000", err, "page_size")
+	_, err = s.breach().ListBreaches(ctx, connect.NewRequest(&pb.ListBreachesRequest{PageToken: "x"}))
+	wantInvalid(t, "bad page_token", err, "page_token")
+}
+
+// Issue 11.13: GetEntries bounds its answer by bytes, not only by count.
+func TestGetEntriesBoundedByBytes(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	// Policies of about 1.5 MB each: a comment makes them big.
+	big := strings.Repeat("# padding padding padding padding padding padding padding padding\n", 11000) // 0.7 MB
+	for i := range 4 {
+		files := append(pbFiles(policies.Default()),
+			&pb.PolicyFile{Name: "pad1.rego", Content: fmt.Sprintf("package pad\n# %d\n%s", i, big)},
+			&pb.PolicyFile{Name: "pad2.rego", Content: fmt.Sprintf("package pad\n# %d\n%s", i, big)})
+		if _, err := s.policy().PublishPolicy(ctx, connect.NewRequest(&pb.PublishPolicyRequest{Files: files})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.logs().GetEntries(ctx, connect.NewRequest(&pb.GetEntriesRequest{Start: 1, Count: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, e := range r.Msg.Entries {
+		total += len(e.Entry)
+	}
+	if n := len(r.Msg.Entries); n == 0 || n == 4 || total > 4<<20 {
+		t.Errorf("GetEntries of 4 entries of ~%d KB each gave %d entries, %d bytes; want at least one and at most 4 MiB", 2*len(big)>>10, n, total)
+	}
+}

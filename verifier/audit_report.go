@@ -126,7 +126,7 @@ func (r *AuditReport) Text() string {
 		}
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
-	return b.String()
+	return escapeControls(b.String())
 }
 
 // plural writes "1 finding", "2 findings".

@@ -370,7 +370,7 @@ func (r *EvidenceReport) Text() string {
 		}
 		b.WriteString("\n")
 	}
-	return b.String()
+	return escapeControls(b.String())
 }
 
 // wrap breaks text into lines of at most width runes, the first starting
