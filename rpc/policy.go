@@ -80,7 +80,7 @@ func (h *policyHandler) PublishPolicy(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("note", r.Msg.Note, maxLongText); err != nil {
+	if err := checkFree("note", r.Msg.Note, maxLongText); err != nil {
 		return nil, err
 	}
 	if err := checkKey(r.Msg.IdempotencyKey); err != nil {
