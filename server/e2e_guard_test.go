@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/server"
 )
@@ -64,17 +66,20 @@ func TestAuthenticateBeforeBody(t *testing.T) {
 		t.Errorf("slow body without a token: %v %s after %v, want 401 at once", resp, raw, time.Since(began))
 	}
 
-	// With a token, the body has BodyReadTimeout to arrive.
-	pr2, pw2 := io.Pipe()
-	defer pw2.Close()
-	go pw2.Write([]byte("{"))
-	began = time.Now()
-	resp, raw = s.post(t, tctx, "/consentledger.v1.LogService/GetEntries", "application/json", "s3cret-auditor", pr2)
-	if resp != nil && resp.StatusCode == http.StatusOK {
-		t.Errorf("slow body with a token answered 200: %s", raw)
-	}
-	if took := time.Since(began); took > 5*time.Second {
-		t.Errorf("slow body with a token held the request %v, the body read timeout is 500ms", took)
+	// With a token, the body has BodyReadTimeout to arrive, over HTTP/1.1
+	// and HTTP/2.
+	for _, c := range []*testServer{s, h2cOnly(s)} {
+		pr2, pw2 := io.Pipe()
+		defer pw2.Close()
+		go pw2.Write([]byte("{"))
+		began = time.Now()
+		resp, raw = c.post(t, tctx, "/consentledger.v1.LogService/GetEntries", "application/json", "s3cret-auditor", pr2)
+		if resp != nil && resp.StatusCode == http.StatusOK {
+			t.Errorf("slow body with a token answered 200: %s", raw)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Errorf("slow body with a token held the request %v, the body read timeout is 500ms", took)
+		}
 	}
 }
 
@@ -192,5 +197,53 @@ func TestWatchLimits(t *testing.T) {
 			t.Fatalf("a closed stream's slot was not freed: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Issue 11.2: a WatchEntries stream whose client does not read is dropped
+// after the send deadline, and its slot is free again.
+func TestWatchStreamNotReadIsDropped(t *testing.T) {
+	s := h2cOnly(start(t, server.Config{WatchPerConnection: 1, WatchSendTimeout: 500 * time.Millisecond}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	began := time.Now()
+	// About 6 MB of entries: more than the client's 4 MB stream window.
+	big := strings.Repeat("# padding padding padding padding padding padding padding padding\n", 11000)
+	for i := range 4 {
+		files := append(pbFiles(policies.Default()),
+			&pb.PolicyFile{Name: "pad1.rego", Content: fmt.Sprintf("package pad\n# %d\n%s", i, big)},
+			&pb.PolicyFile{Name: "pad2.rego", Content: fmt.Sprintf("package pad\n# %d\n%s", i, big)})
+		if _, err := s.policy().PublishPolicy(ctx, connect.NewRequest(&pb.PublishPolicyRequest{Files: files})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck, err := s.logs().WatchEntries(ctx, connect.NewRequest(&pb.WatchEntriesRequest{Start: 0}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	if !stuck.Receive() { // the stream runs; from now on it is not read
+		t.Fatal(stuck.Err())
+	}
+	t.Logf("published and stuck after %v", time.Since(began))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sctx, scancel := context.WithCancel(ctx)
+		next, err := s.logs().WatchEntries(sctx, connect.NewRequest(&pb.WatchEntriesRequest{Start: 0}))
+		if err == nil && next.Receive() {
+			scancel()
+			break
+		}
+		if err == nil {
+			err = next.Err()
+		}
+		scancel()
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Fatalf("second stream: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream that was not read still holds its slot after 20 s (send deadline 500ms)")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

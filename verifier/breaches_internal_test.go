@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -64,4 +65,26 @@ func TestBreachNegativeIntervalsAndEscapes(t *testing.T) {
 	if strings.Contains(text, "IN TIME") || !strings.Contains(text, `brc_1\x1b[1A\x1b[2K`) {
 		t.Errorf("report:\n%s", text)
 	}
+}
+
+// FuzzEscapeControls: whatever a log holds, the escaped text is valid
+// UTF-8 without a control or formatting character other than the line break.
+func FuzzEscapeControls(f *testing.F) {
+	for _, s := range []string{"plain", "erase\x1b[2K\r", "rtl \u202e", "bad \xff", "a\nb\tc"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := escapeControls(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("escapeControls(%q) = %q is not valid UTF-8", s, out)
+		}
+		for _, r := range out {
+			if unsafeRune(r) {
+				t.Fatalf("escapeControls(%q) = %q holds %U", s, out, r)
+			}
+		}
+		if strings.Count(out, "\n") != strings.Count(s, "\n") {
+			t.Fatalf("escapeControls(%q) = %q changed the line breaks", s, out)
+		}
+	})
 }
