@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -135,7 +136,7 @@ func TestRefusesTokensWithoutTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := withAuth(server.Config{DataDir: t.TempDir(), Addr: "0.0.0.0:0", InsecureNoTLS: true})
-	if err := server.Run(ctx, cfg, nil, func(string) { cancel() }); err != nil {
+	if err := server.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(string) { cancel() }); err != nil {
 		t.Fatalf("Run with --insecure-no-tls: %v", err)
 	}
 }

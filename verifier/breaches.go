@@ -265,7 +265,7 @@ func (r *BreachReport) Text() string {
 		writeBreach(&b, br)
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
-	return escapeControls(b.String())
+	return EscapeControls(b.String())
 }
 
 func writeBreach(b *strings.Builder, br BreachStatus) {

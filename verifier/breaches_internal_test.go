@@ -20,8 +20,8 @@ func TestEscapeControls(t *testing.T) {
 		{"bad \xff byte", `bad \xff byte`},
 		{"Grüße ✓", "Grüße ✓"},
 	} {
-		if got := escapeControls(tc.in); got != tc.want {
-			t.Errorf("escapeControls(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := EscapeControls(tc.in); got != tc.want {
+			t.Errorf("EscapeControls(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
@@ -74,17 +74,17 @@ func FuzzEscapeControls(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out := escapeControls(s)
+		out := EscapeControls(s)
 		if !utf8.ValidString(out) {
-			t.Fatalf("escapeControls(%q) = %q is not valid UTF-8", s, out)
+			t.Fatalf("EscapeControls(%q) = %q is not valid UTF-8", s, out)
 		}
 		for _, r := range out {
 			if unsafeRune(r) {
-				t.Fatalf("escapeControls(%q) = %q holds %U", s, out, r)
+				t.Fatalf("EscapeControls(%q) = %q holds %U", s, out, r)
 			}
 		}
 		if strings.Count(out, "\n") != strings.Count(s, "\n") {
-			t.Fatalf("escapeControls(%q) = %q changed the line breaks", s, out)
+			t.Fatalf("EscapeControls(%q) = %q changed the line breaks", s, out)
 		}
 	})
 }

@@ -7,14 +7,14 @@ import (
 	"unicode/utf8"
 )
 
-// escapeControls makes a report safe to print on a terminal: every control
+// EscapeControls makes text safe to print on a terminal: every control
 // character but the line break, every formatting character (such as a
 // right-to-left override) and every invalid UTF-8 byte is replaced by its
 // Go escape (\x1b, \u202e), so that text recorded in the log (a breach id,
 // a description, a note) cannot move the cursor, erase lines or reorder
 // what the auditor reads. The JSON reports need no such step: encoding/json
 // escapes control characters itself.
-func escapeControls(s string) string {
+func EscapeControls(s string) string {
 	clean := true
 	for _, r := range s {
 		if unsafeRune(r) {

@@ -370,7 +370,7 @@ func (r *EvidenceReport) Text() string {
 		}
 		b.WriteString("\n")
 	}
-	return escapeControls(b.String())
+	return EscapeControls(b.String())
 }
 
 // wrap breaks text into lines of at most width runes, the first starting

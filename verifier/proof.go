@@ -72,7 +72,7 @@ type ConsistencyReport struct {
 
 // Text describes the result for people.
 func (r *ConsistencyReport) Text() string {
-	return escapeControls(fmt.Sprintf("VERIFIED: the log %s only grew: its checkpoint of size %d (root %s) is a prefix of its checkpoint of size %d (root %s); both are signed by %s+%s, and the consistency proof of %d hashes checks with RFC 6962.\n",
+	return EscapeControls(fmt.Sprintf("VERIFIED: the log %s only grew: its checkpoint of size %d (root %s) is a prefix of its checkpoint of size %d (root %s); both are signed by %s+%s, and the consistency proof of %d hashes checks with RFC 6962.\n",
 		r.New.Origin, r.Old.Size, r.Old.RootHex(), r.New.Size, r.New.RootHex(), r.New.KeyName, r.New.KeyHash, r.ProofHashes))
 }
 

@@ -98,7 +98,7 @@ func run(args []string) int {
 
 // errorf prints "consentverify: error: …" and returns code.
 func errorf(code int, format string, args ...any) int {
-	fmt.Fprintf(stderr, "consentverify: error: %s\n", fmt.Sprintf(format, args...))
+	fmt.Fprintf(stderr, "consentverify: error: %s\n", verifier.EscapeControls(fmt.Sprintf(format, args...)))
 	return code
 }
 
