@@ -1,8 +1,11 @@
 // Package server runs consentledger: it opens the ledger in a data
 // directory, activates the policy, and serves the Connect API (Connect,
 // gRPC and gRPC-Web, JSON and binary, on one port over h2c or TLS), gRPC
-// health and reflection, and Prometheus metrics on /metrics. It stops
-// gracefully: in-flight appends complete before the ledger closes.
+// health and reflection, and Prometheus metrics on /metrics. With
+// principals, every request but health is authenticated from its headers
+// before its body is read, and reflection and metrics need a token unless
+// served on Config.MetricsAddr. It stops gracefully: in-flight appends
+// complete before the ledger closes.
 package server
 
 import (
