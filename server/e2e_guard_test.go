@@ -136,8 +136,12 @@ func TestRefusesTokensWithoutTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := withAuth(server.Config{DataDir: t.TempDir(), Addr: "0.0.0.0:0", InsecureNoTLS: true})
-	if err := server.Run(ctx, cfg, slog.New(slog.DiscardHandler), func(string) { cancel() }); err != nil {
+	var logs strings.Builder
+	if err := server.Run(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), func(string) { cancel() }); err != nil {
 		t.Fatalf("Run with --insecure-no-tls: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"INSECURE: --insecure-no-tls") {
+		t.Errorf("no loud warning at start with --insecure-no-tls:\n%s", logs.String())
 	}
 }
 
