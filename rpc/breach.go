@@ -1,9 +1,12 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,10 +51,10 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 	if strings.TrimSpace(m.Description) == "" {
 		return nil, invalid("description", "is required: say what happened")
 	}
-	if err := checkText("description", m.Description, maxLongText); err != nil {
+	if err := checkFree("description", m.Description, maxLongText); err != nil {
 		return nil, err
 	}
-	detected, err := checkTime("detected_at", m.DetectedAt, h.s.now())
+	detected, err := h.s.checkPast("detected_at", m.DetectedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -65,22 +68,23 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 		if err != nil {
 			return nil, err
 		}
+		if slices.Contains(types, v) {
+			return nil, invalid("breach_types", "%q is listed twice", v)
+		}
 		types = append(types, v)
 	}
-	for _, c := range m.Channels {
-		if err := checkChannel("channels", c); err != nil {
-			return nil, err
-		}
+	if err := checkChannels("channels", m.Channels); err != nil {
+		return nil, err
 	}
-	if err := checkTexts("data_categories", m.DataCategories, maxShortText); err != nil {
+	if err := checkIdents("data_categories", m.DataCategories, MaxDataCategories, maxShortText); err != nil {
 		return nil, err
 	}
 	for f, v := range map[string]string{"likely_consequences": m.LikelyConsequences, "measures": m.Measures} {
-		if err := checkText(f, v, maxLongText); err != nil {
+		if err := checkFree(f, v, maxLongText); err != nil {
 			return nil, err
 		}
 	}
-	if err := checkText("breach_id", m.BreachId, 128); err != nil {
+	if err := checkIdent("breach_id", m.BreachId, 128); err != nil {
 		return nil, err
 	}
 	if err := checkKey(m.IdempotencyKey); err != nil {
@@ -92,7 +96,7 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 	}
 	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: &pb.BreachDetected{
 		BreachId: id, DetectedAt: detected, Description: m.Description, BreachTypes: types,
-		DataCategories: m.DataCategories, Channels: m.Channels, SubjectsEstimate: m.SubjectsEstimate,
+		DataCategories: slices.Clone(m.DataCategories), Channels: slices.Clone(m.Channels), SubjectsEstimate: m.SubjectsEstimate,
 		RecordsEstimate: m.RecordsEstimate, LikelyConsequences: m.LikelyConsequences, Measures: m.Measures, Risk: risk,
 	}}})
 	if err != nil {
@@ -116,12 +120,26 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 	}), nil
 }
 
+// checkAfterDetection checks a time of a breach's handling (notification,
+// closure): not in the future, and not before the breach was detected.
+func checkAfterDetection(field string, t *timestamppb.Timestamp, now time.Time, b *pb.BreachState) (*timestamppb.Timestamp, error) {
+	at, err := checkTime(field, t, now)
+	if err != nil {
+		return nil, err
+	}
+	if d := b.GetDetectedAt(); d != nil && at.AsTime().Before(d.AsTime()) {
+		return nil, invalid(field, "%s is before the breach was detected (%s); give the time it happened, which is after detection",
+			at.AsTime().UTC().Format(time.RFC3339), d.AsTime().UTC().Format(time.RFC3339))
+	}
+	return at, nil
+}
+
 // breachFor returns the committed state of a breach named in a request.
 func (s *Service) breachFor(ctx context.Context, id string) (*pb.BreachState, error) {
 	if id == "" {
 		return nil, invalid("breach_id", "is required")
 	}
-	if err := checkText("breach_id", id, 128); err != nil {
+	if err := checkIdent("breach_id", id, 128); err != nil {
 		return nil, err
 	}
 	b, err := s.l.Breach(ctx, id)
@@ -141,18 +159,18 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 		return nil, invalid("authority", "is required: name the supervisory authority notified")
 	}
 	for f, v := range map[string]string{"authority": m.Authority, "reference": m.Reference} {
-		if err := checkText(f, v, maxShortText); err != nil {
+		if err := checkIdent(f, v, maxShortText); err != nil {
 			return nil, err
 		}
 	}
-	if err := checkText("delay_reason", m.DelayReason, maxLongText); err != nil {
+	if err := checkFree("delay_reason", m.DelayReason, maxLongText); err != nil {
 		return nil, err
 	}
 	phase, err := oneOf("phase", m.Phase, "preliminary", "preliminary", "ongoing", "concluding")
 	if err != nil {
 		return nil, err
 	}
-	at, err := checkTime("notified_at", m.NotifiedAt, h.s.now())
+	at, err := checkAfterDetection("notified_at", m.NotifiedAt, h.s.now(), b)
 	if err != nil {
 		return nil, err
 	}
@@ -179,13 +197,14 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 
 func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connect.Request[pb.RecordSubjectNotificationRequest]) (*connect.Response[pb.RecordSubjectNotificationResponse], error) {
 	m := r.Msg
-	if _, err := h.s.breachFor(ctx, m.BreachId); err != nil {
+	b, err := h.s.breachFor(ctx, m.BreachId)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkText("method", m.Method, maxShortText); err != nil {
+	if err := checkIdent("method", m.Method, maxShortText); err != nil {
 		return nil, err
 	}
-	at, err := checkTime("notified_at", m.NotifiedAt, h.s.now())
+	at, err := checkAfterDetection("notified_at", m.NotifiedAt, h.s.now(), b)
 	if err != nil {
 		return nil, err
 	}
@@ -203,13 +222,14 @@ func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connec
 
 func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.CloseBreachRequest]) (*connect.Response[pb.CloseBreachResponse], error) {
 	m := r.Msg
-	if _, err := h.s.breachFor(ctx, m.BreachId); err != nil {
+	b, err := h.s.breachFor(ctx, m.BreachId)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkText("summary", m.Summary, maxLongText); err != nil {
+	if err := checkFree("summary", m.Summary, maxLongText); err != nil {
 		return nil, err
 	}
-	at, err := checkTime("closed_at", m.ClosedAt, h.s.now())
+	at, err := checkAfterDetection("closed_at", m.ClosedAt, h.s.now(), b)
 	if err != nil {
 		return nil, err
 	}
@@ -225,14 +245,46 @@ func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.C
 	return connect.NewResponse(&pb.CloseBreachResponse{Entry: rcpt.Ref()}), nil
 }
 
-func (h *breachHandler) ListBreaches(ctx context.Context, _ *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+// Paging of ListBreaches.
+const (
+	defaultBreachPage = 100
+	// MaxBreachPage bounds ListBreaches.page_size.
+	MaxBreachPage = 1000
+)
+
+func (h *breachHandler) ListBreaches(ctx context.Context, r *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+	size := int(r.Msg.PageSize)
+	if size == 0 {
+		size = defaultBreachPage
+	}
+	if size > MaxBreachPage {
+		return nil, invalid("page_size", "%d is more than %d", size, MaxBreachPage)
+	}
+	var after uint64 // the detection entry of the previous page's last breach, plus one
+	if t := r.Msg.PageToken; t != "" {
+		n, err := strconv.ParseUint(t, 10, 64)
+		if err != nil {
+			return nil, invalid("page_token", "%q is not a token this server gave; pass next_page_token of the previous page", t)
+		}
+		after = n
+	}
 	all, err := h.s.l.Breaches(ctx)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	now := h.s.now()
+	// In the order they were reported: by the index of the detection entry.
+	slices.SortFunc(all, func(a, b *pb.BreachState) int {
+		return cmp.Compare(a.GetDetected().GetIndex(), b.GetDetected().GetIndex())
+	})
+	start, _ := slices.BinarySearchFunc(all, after, func(b *pb.BreachState, i uint64) int { return cmp.Compare(b.GetDetected().GetIndex(), i) })
+	page := all[start:]
 	out := &pb.ListBreachesResponse{}
-	for _, b := range all {
+	if len(page) > size {
+		page = page[:size]
+		out.NextPageToken = strconv.FormatUint(page[size-1].GetDetected().GetIndex()+1, 10)
+	}
+	now := h.s.now()
+	for _, b := range page {
 		out.Breaches = append(out.Breaches, BreachView(b, now))
 	}
 	return connect.NewResponse(out), nil

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"slices"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -50,13 +51,13 @@ func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("notice_version", m.NoticeVersion, maxShortText); err != nil {
+	if err := checkIdent("notice_version", m.NoticeVersion, maxShortText); err != nil {
 		return nil, err
 	}
 	if len(m.EvidenceDigest) > 64 {
 		return nil, invalid("evidence_digest", "is %d bytes, the limit is 64 (send a digest, not the evidence)", len(m.EvidenceDigest))
 	}
-	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	at, err := h.s.checkPast("occurred_at", m.OccurredAt)
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +65,8 @@ func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.
 		return nil, err
 	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{
-		Channel: m.Channel, Purposes: m.Purposes, Method: method, NoticeVersion: m.NoticeVersion,
-		EvidenceDigest: m.EvidenceDigest, OccurredAt: at, DoubleOptInConfirmed: m.DoubleOptInConfirmed,
+		Channel: m.Channel, Purposes: slices.Clone(m.Purposes), Method: method, NoticeVersion: m.NoticeVersion,
+		EvidenceDigest: slices.Clone(m.EvidenceDigest), OccurredAt: at, DoubleOptInConfirmed: m.DoubleOptInConfirmed,
 	}}})
 	if err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
-	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	at, err := h.s.checkPast("occurred_at", m.OccurredAt)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (h *consentHandler) ConfirmOptIn(ctx context.Context, r *connect.Request[pb
 		return nil, err
 	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentConfirmed{ConsentConfirmed: &pb.ConsentConfirmed{
-		Channel: m.Channel, Purposes: m.Purposes, OccurredAt: at, ConfirmedVia: via,
+		Channel: m.Channel, Purposes: slices.Clone(m.Purposes), OccurredAt: at, ConfirmedVia: via,
 	}}})
 	if err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb
 	if scope == ledger.ScopeAllMarketing && len(m.Purposes) > 0 {
 		return nil, invalid("purposes", "must be empty with scope all_marketing: an objection covers every marketing purpose on every channel")
 	}
-	at, err := checkTime("occurred_at", m.OccurredAt, h.s.now())
+	at, err := h.s.checkPast("occurred_at", m.OccurredAt)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb
 		return nil, err
 	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentWithdrawn{ConsentWithdrawn: &pb.ConsentWithdrawn{
-		Channel: m.Channel, Purposes: m.Purposes, Method: method, OccurredAt: at, Scope: scope,
+		Channel: m.Channel, Purposes: slices.Clone(m.Purposes), Method: method, OccurredAt: at, Scope: scope,
 	}}})
 	if err != nil {
 		return nil, err
@@ -159,7 +160,7 @@ func (h *consentHandler) EraseSubject(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("reason", m.Reason, maxShortText); err != nil {
+	if err := checkIdent("reason", m.Reason, maxShortText); err != nil {
 		return nil, err
 	}
 	if err := checkKey(m.IdempotencyKey); err != nil {

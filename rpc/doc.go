@@ -3,7 +3,8 @@
 // PolicyService and LogService. Handlers validate each request in one place
 // (errors name the field), turn it into ledger appends and policy
 // evaluations, and map ledger errors to Connect codes. A rejected request
-// appends nothing.
+// appends nothing. Entries are built from validated fields only, never
+// from request messages or bytes (ProtoCodec also discards unknown fields).
 //
 // Authentication and authorisation are an interceptor (NewAuthInterceptor):
 // every entry's actor is the authenticated principal's name.

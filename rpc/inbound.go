@@ -44,7 +44,7 @@ func (h *consentHandler) HandleInbound(ctx context.Context, r *connect.Request[p
 	default:
 		return nil, invalid("signal", "%q is not one of \"\", %q", m.Signal, policies.SignalWhatsAppStopPromotions)
 	}
-	at, err := checkTime("received_at", m.ReceivedAt, h.s.now())
+	at, err := h.s.checkPast("received_at", m.ReceivedAt)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,34 @@ import (
 // MaxEntriesPerCall bounds GetEntries.
 const MaxEntriesPerCall = 1000
 
+// MaxEntriesBytes bounds the stored bytes of the entries one GetEntries
+// answer carries (at least one entry is always returned), and what one
+// WatchEntries stream reads ahead of what it has sent.
+const MaxEntriesBytes = 4 << 20
+
+// errChunkFull stops a scan whose byte budget is spent.
+var errChunkFull = errors.New("chunk full")
+
+// scanChunk reads entries from start on, at most limit of them and about
+// MaxEntriesBytes of stored bytes (at least one entry), and returns copies:
+// the store's read transaction ends before anything is sent.
+func (s *Service) scanChunk(ctx context.Context, start, limit uint64) ([]*pb.LogEntry, error) {
+	var out []*pb.LogEntry
+	bytes := 0
+	err := s.l.Scan(ctx, start, limit, func(i uint64, data []byte) error {
+		if len(out) > 0 && bytes+len(data) > MaxEntriesBytes {
+			return errChunkFull
+		}
+		bytes += len(data)
+		out = append(out, LogEntryOf(i, append([]byte(nil), data...)))
+		return nil
+	})
+	if errors.Is(err, errChunkFull) {
+		err = nil
+	}
+	return out, err
+}
+
 type logHandler struct {
 	consentledgerv1connect.UnimplementedLogServiceHandler
 	s *Service
@@ -59,15 +87,11 @@ func (h *logHandler) GetEntries(ctx context.Context, r *connect.Request[pb.GetEn
 	if r.Msg.Start > size {
 		return nil, connect.NewError(connect.CodeOutOfRange, fmt.Errorf("start: %d is beyond the log's size %d", r.Msg.Start, size))
 	}
-	out := &pb.GetEntriesResponse{Size: size}
-	err := h.s.l.Scan(ctx, r.Msg.Start, uint64(count), func(i uint64, data []byte) error {
-		out.Entries = append(out.Entries, LogEntryOf(i, append([]byte(nil), data...)))
-		return nil
-	})
+	entries, err := h.s.scanChunk(ctx, r.Msg.Start, uint64(count))
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(&pb.GetEntriesResponse{Size: size, Entries: entries}), nil
 }
 
 // proofSize resolves a requested tree size: 0 means the latest checkpoint's.
@@ -121,12 +145,15 @@ func (h *logHandler) WatchEntries(ctx context.Context, r *connect.Request[pb.Wat
 	for {
 		size := h.s.l.Size()
 		if next < size {
-			err := h.s.l.Scan(ctx, next, min(size-next, MaxEntriesPerCall), func(i uint64, data []byte) error {
-				next = i + 1
-				return stream.Send(&pb.WatchEntriesResponse{Entry: LogEntryOf(i, append([]byte(nil), data...))})
-			})
+			chunk, err := h.s.scanChunk(ctx, next, min(size-next, MaxEntriesPerCall))
 			if err != nil {
 				return toConnect(err)
+			}
+			for _, e := range chunk {
+				if err := stream.Send(&pb.WatchEntriesResponse{Entry: e}); err != nil {
+					return toConnect(err)
+				}
+				next = e.Index + 1
 			}
 			continue
 		}

@@ -2,7 +2,11 @@ package rpc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -20,11 +24,55 @@ type policyHandler struct {
 	s *Service
 }
 
+// DefaultDraftTimeout bounds one evaluation of a policy that is not yet
+// active: a DryRun, an ImpactReport, the test run before a publication.
+const DefaultDraftTimeout = 10 * time.Second
+
+// maxDraftEvaluations bounds how many draft evaluations run at once (OPA
+// has no memory limit of its own; this bounds the memory drafts can take).
+const maxDraftEvaluations = 2
+
 func checkPolicyFiles(pf []*pb.PolicyFile) ([]policies.File, error) {
 	if len(pf) == 0 {
 		return nil, invalid("files", "at least one file is required (the *.rego modules, their *_test.rego tests and data.json)")
 	}
+	if len(pf) > policies.MaxFiles {
+		return nil, invalid("files", "%d files, the limit is %d", len(pf), policies.MaxFiles)
+	}
+	for i, f := range pf {
+		field := fmt.Sprintf("files[%d].name", i)
+		if err := checkIdent(field, f.GetName(), maxShortText); err != nil {
+			return nil, err
+		}
+		if strings.ContainsAny(f.Name, `/\:`) || !policies.IsPolicyFile(f.Name) {
+			return nil, invalid(field, "%q is not a policy file name: give a base name without directories, *.rego or data.json", f.Name)
+		}
+	}
 	return policyFiles(pf), nil
+}
+
+// draftContext bounds a draft evaluation in time and in number; release
+// must be called when the evaluation ends.
+func (s *Service) draftContext(ctx context.Context) (context.Context, func(), error) {
+	select {
+	case s.drafts <- struct{}{}:
+	default:
+		return nil, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%d draft policy evaluations are already running; try again when they finish", maxDraftEvaluations))
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.draftTimeout)
+	return ctx, func() { cancel(); <-s.drafts }, nil
+}
+
+// draftError maps an error of a bounded draft evaluation: a timeout is
+// deadline_exceeded with the limit named, a cancellation canceled.
+func (s *Service) draftError(ctx context.Context, what string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%s did not finish within %v, the limit for a policy that is not active: simplify the policy (or its tests) and try again", what, s.draftTimeout))
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+	return err
 }
 
 func (h *policyHandler) PublishPolicy(ctx context.Context, r *connect.Request[pb.PublishPolicyRequest]) (*connect.Response[pb.PublishPolicyResponse], error) {
@@ -32,15 +80,20 @@ func (h *policyHandler) PublishPolicy(ctx context.Context, r *connect.Request[pb
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("note", r.Msg.Note, maxLongText); err != nil {
+	if err := checkFree("note", r.Msg.Note, maxLongText); err != nil {
 		return nil, err
 	}
 	if err := checkKey(r.Msg.IdempotencyKey); err != nil {
 		return nil, err
 	}
-	ref, digest, err := h.s.Publish(ctx, files, r.Msg.Note, r.Msg.IdempotencyKey)
+	dctx, release, err := h.s.draftContext(ctx)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
+	}
+	defer release()
+	ref, digest, err := h.s.publish(ctx, dctx, files, r.Msg.Note, r.Msg.IdempotencyKey)
+	if err != nil {
+		return nil, h.s.draftError(dctx, "the policy's tests", toConnect(err))
 	}
 	return connect.NewResponse(&pb.PublishPolicyResponse{Entry: ref, Digest: digest}), nil
 }
@@ -65,9 +118,13 @@ func (s *Service) draft(ctx context.Context, pf []*pb.PolicyFile) (*policies.Set
 		set, _ := s.Active()
 		return set, nil
 	}
-	set, err := policies.Check(ctx, policyFiles(pf))
+	files, err := checkPolicyFiles(pf)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
+	}
+	set, err := policies.Check(ctx, files)
+	if err != nil {
+		return nil, s.draftError(ctx, "the draft policy's tests", toConnect(err))
 	}
 	return set, nil
 }
@@ -77,6 +134,11 @@ func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRun
 	if err != nil {
 		return nil, err
 	}
+	ctx, release, err := h.s.draftContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	set, err := h.s.draft(ctx, r.Msg.Files)
 	if err != nil {
 		return nil, err
@@ -88,7 +150,7 @@ func (h *policyHandler) DryRun(ctx context.Context, r *connect.Request[pb.DryRun
 	value, input := buildInput(h.s.now(), req, known, st, h.s.open.Load().list)
 	dec, err := set.DecideValue(ctx, value)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+		return nil, h.s.draftError(ctx, "the dry run", connect.NewError(connect.CodeFailedPrecondition, err))
 	}
 	return connect.NewResponse(&pb.DryRunResponse{Allow: dec.Allow, Reasons: dec.Reasons, Digest: set.Digest(), Input: string(input)}), nil
 }
@@ -101,6 +163,11 @@ func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.
 	if len(r.Msg.Files) == 0 {
 		return nil, invalid("files", "the draft policy to compare is required")
 	}
+	ctx, release, err := h.s.draftContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	set, err := h.s.draft(ctx, r.Msg.Files)
 	if err != nil {
 		return nil, err
@@ -125,7 +192,7 @@ func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.
 		return nil
 	})
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, h.s.draftError(ctx, "the impact report", toConnect(err))
 	}
 	if len(recent) > limit {
 		recent = recent[len(recent)-limit:]
@@ -135,6 +202,9 @@ func (h *policyHandler) ImpactReport(ctx context.Context, r *connect.Request[pb.
 		rc := recent[i]
 		dec, err := set.Decide(ctx, rc.d.Input)
 		out.DecisionsReplayed++
+		if err != nil && ctx.Err() != nil {
+			return nil, h.s.draftError(ctx, fmt.Sprintf("the impact report (after %d of %d decisions)", out.DecisionsReplayed-1, len(recent)), toConnect(err))
+		}
 		if err != nil {
 			out.Changes = append(out.Changes, &pb.DecisionChange{DecisionIndex: rc.index, RecordedAllow: rc.d.Allow, RecordedReasons: rc.d.Reasons, DraftReasons: []string{"error: " + err.Error()}})
 			continue

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/consentledger/consentledger/ledger/subject"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+	"github.com/consentledger/consentledger/zones"
 )
 
 // MaxDecideBatch bounds DecideBatch.
@@ -48,9 +47,24 @@ func (h *sendHandler) DecideBatch(ctx context.Context, r *connect.Request[pb.Dec
 	if n := len(r.Msg.Requests); n == 0 || n > MaxDecideBatch {
 		return nil, invalid("requests", "%d requests, want 1 to %d", n, MaxDecideBatch)
 	}
+	// Everything that can fail is checked before anything is appended
+	// (DESIGN §7): an invalid or conflicting request rejects the batch.
+	actor := PrincipalFrom(ctx).Name
+	keys := make(map[string]int, len(r.Msg.Requests))
 	for i, req := range r.Msg.Requests {
-		if _, _, err := checkDecide(req, fmt.Sprintf("requests[%d].", i)); err != nil {
+		prefix := fmt.Sprintf("requests[%d].", i)
+		if _, _, err := checkDecide(req, prefix); err != nil {
 			return nil, err
+		}
+		if req.IdempotencyKey == "" {
+			continue
+		}
+		if j, ok := keys[req.IdempotencyKey]; ok {
+			return nil, invalid(prefix+"idempotency_key", "%q is also the key of requests[%d]; each request of a batch needs its own key", req.IdempotencyKey, j)
+		}
+		keys[req.IdempotencyKey] = i
+		if _, _, err := h.s.l.CheckIdempotencyKey(ctx, actor, req.IdempotencyKey, h.s.fingerprint(req.IdempotencyKey, req)); err != nil {
+			return nil, toConnect(fmt.Errorf("%s%w", prefix, err))
 		}
 	}
 	out := &pb.DecideBatchResponse{Results: make([]*pb.DecideResponse, len(r.Msg.Requests))}
@@ -93,11 +107,11 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 	if err != nil {
 		return id, nil, err
 	}
-	if m.SubjectTimezone != "" && !validZone(m.SubjectTimezone) {
-		return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone such as Europe/Berlin", m.SubjectTimezone)
+	if m.SubjectTimezone != "" && !zones.Valid(m.SubjectTimezone) {
+		return id, nil, invalid(prefix+"subject_timezone", "%q is not an IANA time zone of the embedded tzdata, such as Europe/Berlin", m.SubjectTimezone)
 	}
 	for field, v := range map[string]string{"provider.name": m.GetProvider().GetName(), "provider.region": m.GetProvider().GetRegion(), "message_ref": m.MessageRef, "idempotency_key": m.IdempotencyKey} {
-		if err := checkText(prefix+field, v, maxShortText); err != nil {
+		if err := checkIdent(prefix+field, v, maxShortText); err != nil {
 			return id, nil, err
 		}
 	}
@@ -110,23 +124,6 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 		req.Provider = &pb.Provider{Name: p.Name, Region: strings.ToUpper(strings.TrimSpace(p.Region))}
 	}
 	return id, req, nil
-}
-
-// zones caches the time zone names found valid (a few hundred at most).
-var zones sync.Map
-
-func validZone(name string) bool {
-	if _, ok := zones.Load(name); ok {
-		return true
-	}
-	if len(name) > 64 || strings.EqualFold(name, "local") {
-		return false
-	}
-	if _, err := time.LoadLocation(name); err != nil {
-		return false
-	}
-	zones.Store(name, true)
-	return true
 }
 
 // decide evaluates the active policy against the subject's state at a known

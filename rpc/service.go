@@ -40,6 +40,12 @@ type Options struct {
 	Witnesses func() []WitnessInfo
 	// WitnessQuorum is the operator's witness quorum, shown by GetCheckpoint.
 	WitnessQuorum int
+	// MaxBackdate bounds how long before now an event may be dated
+	// (occurred_at, received_at, detected_at); 0 means DefaultMaxBackdate.
+	MaxBackdate time.Duration
+	// DraftTimeout bounds DryRun, ImpactReport and the test run of
+	// PublishPolicy; 0 means DefaultDraftTimeout.
+	DraftTimeout time.Duration
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -47,13 +53,16 @@ var errNoDataDir = errors.New("this server has no data directory to back up")
 // Service holds what the handlers share: the ledger, the active policy and
 // a cache of open breaches.
 type Service struct {
-	l       *ledger.Ledger
-	now     func() time.Time
-	log     *slog.Logger
-	onDec   func(allow bool, reasons []string)
-	dataDir string
-	contact policies.Contact
-	active  atomic.Pointer[activePolicy]
+	l            *ledger.Ledger
+	now          func() time.Time
+	log          *slog.Logger
+	onDec        func(allow bool, reasons []string)
+	dataDir      string
+	contact      policies.Contact
+	maxBackdate  time.Duration
+	draftTimeout time.Duration
+	drafts       chan struct{} // semaphore of running draft evaluations
+	active       atomic.Pointer[activePolicy]
 
 	witnesses func() []WitnessInfo
 	quorum    int
@@ -83,8 +92,15 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxBackdate <= 0 {
+		opts.MaxBackdate = DefaultMaxBackdate
+	}
+	if opts.DraftTimeout <= 0 {
+		opts.DraftTimeout = DefaultDraftTimeout
+	}
 	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact,
-		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum}
+		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum,
+		maxBackdate: opts.MaxBackdate, draftTimeout: opts.DraftTimeout, drafts: make(chan struct{}, maxDraftEvaluations)}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -125,7 +141,12 @@ func (s *Service) Active() (*policies.Set, *pb.EntryRef) {
 // active policy already has the same digest, nothing is appended and its
 // entry is returned.
 func (s *Service) Publish(ctx context.Context, files []policies.File, note, idemKey string) (*pb.EntryRef, string, error) {
-	set, err := policies.Check(ctx, files)
+	return s.publish(ctx, ctx, files, note, idemKey)
+}
+
+// publish is Publish with the compilation and test run bounded by checkCtx.
+func (s *Service) publish(ctx, checkCtx context.Context, files []policies.File, note, idemKey string) (*pb.EntryRef, string, error) {
+	set, err := policies.Check(checkCtx, files)
 	if err != nil {
 		return nil, "", err
 	}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,8 +17,15 @@ import (
 const (
 	maxShortText = 256  // keys, refs, names, versions
 	maxLongText  = 4096 // descriptions, notes
-	maxList      = 64   // purposes, categories, channels
+	maxList      = 64   // other lists of short texts
 	maxFuture    = 5 * time.Minute
+
+	// MaxPurposes bounds the purposes of one consent request.
+	MaxPurposes = 16
+	// MaxDataCategories bounds the data categories of one breach report.
+	MaxDataCategories = 16
+	// MaxChannels is the number of channels: a list of channels holds each at most once.
+	MaxChannels = 4
 )
 
 // optInMethods are the ways consent can be collected (DESIGN §3).
@@ -42,8 +50,8 @@ func checkPurposes(field string, ps []string, emptyOK bool) error {
 	if len(ps) == 0 && !emptyOK {
 		return invalid(field, "at least one purpose is required, e.g. [\"marketing\"]")
 	}
-	if len(ps) > maxList {
-		return invalid(field, "%d purposes, the limit is %d", len(ps), maxList)
+	if len(ps) > MaxPurposes {
+		return invalid(field, "%d purposes, the limit is %d", len(ps), MaxPurposes)
 	}
 	seen := map[string]bool{}
 	for _, p := range ps {
@@ -68,14 +76,71 @@ func checkText(field, s string, max int) error {
 	return nil
 }
 
-func checkTexts(field string, ss []string, max int) error {
-	if len(ss) > maxList {
-		return invalid(field, "%d items, the limit is %d", len(ss), maxList)
+// checkIdent checks an identifier or short label (keys, ids, references,
+// names): bounded, valid UTF-8, and free of control and formatting
+// characters, which could rewrite a report's lines when printed.
+func checkIdent(field, s string, max int) error {
+	if err := checkText(field, s, max); err != nil {
+		return err
 	}
+	for i, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return invalid(field, "holds the control character %U at byte %d; identifiers are printable text", r, i)
+		}
+	}
+	return nil
+}
+
+// checkFree checks free text (descriptions, notes, reasons): bounded, valid
+// UTF-8, and free of control characters other than tab and line breaks.
+func checkFree(field, s string, max int) error {
+	if err := checkText(field, s, max); err != nil {
+		return err
+	}
+	for i, r := range s {
+		if r == '\t' || r == '\n' || r == '\r' {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control) {
+			return invalid(field, "holds the control character %U at byte %d; send plain text (tabs and line breaks are allowed)", r, i)
+		}
+	}
+	return nil
+}
+
+// checkIdents checks a list of identifiers: at most max items, none twice.
+func checkIdents(field string, ss []string, maxItems, maxLen int) error {
+	if len(ss) > maxItems {
+		return invalid(field, "%d items, the limit is %d", len(ss), maxItems)
+	}
+	seen := make(map[string]bool, len(ss))
 	for _, s := range ss {
-		if err := checkText(field, s, max); err != nil {
+		if err := checkIdent(field, s, maxLen); err != nil {
 			return err
 		}
+		if seen[s] {
+			return invalid(field, "%q is listed twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// checkChannels checks a list of channels: each a known channel, none
+// twice, so at most [MaxChannels].
+func checkChannels(field string, cs []pb.Channel) error {
+	if len(cs) > MaxChannels {
+		return invalid(field, "%d channels, there are only %d (list each at most once)", len(cs), MaxChannels)
+	}
+	seen := make(map[pb.Channel]bool, len(cs))
+	for _, c := range cs {
+		if err := checkChannel(field, c); err != nil {
+			return err
+		}
+		if seen[c] {
+			return invalid(field, "%s is listed twice", c)
+		}
+		seen[c] = true
 	}
 	return nil
 }
@@ -95,8 +160,9 @@ func oneOf(field, s, def string, allowed ...string) (string, error) {
 	return "", invalid(field, "%q is not one of %s", s, strings.Join(allowed, ", "))
 }
 
-// checkTime returns t, or now when t is unset; a time more than five
-// minutes in the future is refused.
+// checkTime returns a copy of t holding only its seconds and nanos (never
+// a request's own message, which may carry unknown fields), or now when t
+// is unset; a time more than five minutes in the future is refused.
 func checkTime(field string, t *timestamppb.Timestamp, now time.Time) (*timestamppb.Timestamp, error) {
 	if t == nil {
 		return timestamppb.New(now), nil
@@ -107,9 +173,30 @@ func checkTime(field string, t *timestamppb.Timestamp, now time.Time) (*timestam
 	if t.AsTime().After(now.Add(maxFuture)) {
 		return nil, invalid(field, "%s is in the future", t.AsTime().Format(time.RFC3339))
 	}
-	return t, nil
+	return &timestamppb.Timestamp{Seconds: t.Seconds, Nanos: t.Nanos}, nil
 }
 
-func checkKey(key string) error { return checkText("idempotency_key", key, maxShortText) }
+// DefaultMaxBackdate is how far before it is recorded an event's time
+// (occurred_at of consent events, detected_at of breaches) may lie
+// (DESIGN §14); Options.MaxBackdate changes it.
+const DefaultMaxBackdate = 365 * 24 * time.Hour
+
+// checkPast is checkTime for the time an event happened: besides the
+// future, it refuses a time more than the configured bound before now.
+// The entry records both times, so an auditor sees the gap.
+func (s *Service) checkPast(field string, t *timestamppb.Timestamp) (*timestamppb.Timestamp, error) {
+	now := s.now()
+	at, err := checkTime(field, t, now)
+	if err != nil {
+		return nil, err
+	}
+	if earliest := now.Add(-s.maxBackdate); at.AsTime().Before(earliest) {
+		return nil, invalid(field, "%s is more than %v before now; the server records events at most %v after they happened (max_backdate in the config)",
+			at.AsTime().UTC().Format(time.RFC3339), s.maxBackdate, s.maxBackdate)
+	}
+	return at, nil
+}
+
+func checkKey(key string) error { return checkIdent("idempotency_key", key, maxShortText) }
 
 func nowTS(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

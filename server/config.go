@@ -1,8 +1,11 @@
 // Package server runs consentledger: it opens the ledger in a data
 // directory, activates the policy, and serves the Connect API (Connect,
 // gRPC and gRPC-Web, JSON and binary, on one port over h2c or TLS), gRPC
-// health and reflection, and Prometheus metrics on /metrics. It stops
-// gracefully: in-flight appends complete before the ledger closes.
+// health and reflection, and Prometheus metrics on /metrics. With
+// principals, every request but health is authenticated from its headers
+// before its body is read, and reflection and metrics need a token unless
+// served on Config.MetricsAddr. It stops gracefully: in-flight appends
+// complete before the ledger closes.
 package server
 
 import (
@@ -61,6 +64,10 @@ type Config struct {
 	// is submitted, and the retry delay of a failed witness (a Go duration
 	// such as 10s); 0 means 10s.
 	WitnessInterval time.Duration `yaml:"witness_interval"`
+	// MaxBackdate bounds how long before it is recorded an event may be
+	// dated: occurred_at of consent events, detected_at of breaches
+	//. YAML takes a Go duration such as 8760h; 0 means 365 days.
+	MaxBackdate time.Duration `yaml:"max_backdate"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -71,6 +78,25 @@ type Config struct {
 	MaxRequestBytes int `yaml:"-"`
 	// PprofAddr, if set, serves net/http/pprof on this (loopback) address.
 	PprofAddr string `yaml:"-"`
+	// MetricsAddr, if set, serves /metrics and gRPC reflection without a
+	// token on this separate listener (keep it private); on the API port
+	// they then, as always with principals, need a token.
+	MetricsAddr string `yaml:"-"`
+	// InsecureNoTLS allows principals on a non-loopback address without
+	// TLS: bearer tokens then cross the network in clear.
+	InsecureNoTLS bool `yaml:"-"`
+	// BodyReadTimeout bounds reading a request's body; 0 means
+	// DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration `yaml:"-"`
+	// WatchPerPrincipal and WatchPerConnection bound WatchEntries streams;
+	// 0 means DefaultWatchPerPrincipal and DefaultWatchPerConnection.
+	WatchPerPrincipal, WatchPerConnection int `yaml:"-"`
+	// WatchSendTimeout drops a WatchEntries stream that does not accept an
+	// entry within it; 0 means DefaultWatchSendTimeout.
+	WatchSendTimeout time.Duration `yaml:"-"`
+	// DraftTimeout bounds DryRun, ImpactReport and a publication's test
+	// run; 0 means rpc.DefaultDraftTimeout (10 s).
+	DraftTimeout time.Duration `yaml:"-"`
 	// Now is the clock of the ledger and the policy input; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }
@@ -140,16 +166,29 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	if c.WitnessInterval < 0 {
 		return nil, fmt.Errorf("config: witness_interval %v is negative", c.WitnessInterval)
 	}
+	if c.BodyReadTimeout <= 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.WatchPerPrincipal <= 0 {
+		c.WatchPerPrincipal = DefaultWatchPerPrincipal
+	}
+	if c.WatchPerConnection <= 0 {
+		c.WatchPerConnection = DefaultWatchPerConnection
+	}
+	if c.WatchSendTimeout <= 0 {
+		c.WatchSendTimeout = DefaultWatchSendTimeout
+	}
 	host, _, err := net.SplitHostPort(c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", c.Addr, err)
 	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if err := c.Contact.check(); err != nil {
 		return nil, err
 	}
 	if len(c.Principals) == 0 {
-		ip := net.ParseIP(host)
-		if !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
+		if !loopback {
 			return nil, fmt.Errorf("refusing to listen on %s without authentication: give a --config file with principals and their token hashes, or listen on a loopback address such as 127.0.0.1:7420", c.Addr)
 		}
 		return nil, nil
@@ -164,6 +203,9 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		return nil, errors.New("config: tls needs both cert and key")
+	}
+	if c.TLS == nil && !loopback && !c.InsecureNoTLS {
+		return nil, fmt.Errorf("refusing to accept bearer tokens on %s without TLS: they would cross the network in clear; set tls: {cert, key} in the config, listen on a loopback address behind a TLS proxy, or pass --insecure-no-tls if the network is protected otherwise", c.Addr)
 	}
 	return a, nil
 }

@@ -49,7 +49,7 @@ func inbound(t *testing.T, s *testServer, who string, ch pb.Channel, text, signa
 	return r.Msg
 }
 
-func wantInvalid(t *testing.T, s *testServer, err error, field string) {
+func wantInvalidField(t *testing.T, s *testServer, err error, field string) {
 	t.Helper()
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument || !strings.Contains(ce.Message(), field) {
@@ -97,11 +97,11 @@ func TestObjectionCoversAllChannels(t *testing.T) {
 	_, err := s.consent().RecordOptOut(context.Background(), connect.NewRequest(&pb.RecordOptOutRequest{
 		Subject: phone(anna), Channel: wa, Scope: "everything",
 	}))
-	wantInvalid(t, s, err, "scope")
+	wantInvalidField(t, s, err, "scope")
 	_, err = s.consent().RecordOptOut(context.Background(), connect.NewRequest(&pb.RecordOptOutRequest{
 		Subject: phone(anna), Channel: wa, Scope: "all_marketing", Purposes: []string{"marketing"},
 	}))
-	wantInvalid(t, s, err, "purposes")
+	wantInvalidField(t, s, err, "purposes")
 	if got := logSize(t, s); got != size {
 		t.Fatalf("rejected requests appended %d entries", got-size)
 	}
@@ -184,7 +184,7 @@ func TestDoubleOptInChannel(t *testing.T) {
 	_, err := s.consent().ConfirmOptIn(context.Background(), connect.NewRequest(&pb.ConfirmOptInRequest{
 		Subject: phone(anna), Channel: sms, Purposes: []string{"marketing"}, ConfirmedVia: pb.Channel(99),
 	}))
-	wantInvalid(t, s, err, "confirmed_via")
+	wantInvalidField(t, s, err, "confirmed_via")
 }
 
 // Point 5: a US number without a time zone is not judged in Berlin's.
@@ -224,7 +224,7 @@ func TestLegalBasis(t *testing.T) {
 	size := logSize(t, s)
 	otp.LegalBasis = "legitimate_interest"
 	_, err := s.send().Decide(context.Background(), connect.NewRequest(otp))
-	wantInvalid(t, s, err, "legal_basis")
+	wantInvalidField(t, s, err, "legal_basis")
 	if got := logSize(t, s); got != size {
 		t.Fatalf("a rejected Decide appended %d entries", got-size)
 	}
@@ -285,11 +285,11 @@ func TestInboundReviewHelpSignal(t *testing.T) {
 	_, err = s.consent().HandleInbound(context.Background(), connect.NewRequest(&pb.HandleInboundRequest{
 		Subject: phone(anna), Channel: sms, Signal: "whatsapp_stop_promotions",
 	}))
-	wantInvalid(t, s, err, "channel")
+	wantInvalidField(t, s, err, "channel")
 	_, err = s.consent().HandleInbound(context.Background(), connect.NewRequest(&pb.HandleInboundRequest{
 		Subject: phone(anna), Channel: wa, Signal: "block",
 	}))
-	wantInvalid(t, s, err, "signal")
+	wantInvalidField(t, s, err, "signal")
 	if got := logSize(t, s); got != size {
 		t.Fatalf("rejected requests appended %d entries", got-size)
 	}

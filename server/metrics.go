@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -77,12 +78,29 @@ func (m *metrics) decision(allow bool, reasons []string) {
 	}
 }
 
+// canceled maps the error of a call whose client went away (it cancelled,
+// reset the stream or hung up) to canceled, whatever the handler made of
+// it: that is the client's doing, not a server failure.
+func canceled(ctx context.Context, err error) error {
+	if err == nil || connect.CodeOf(err) == connect.CodeCanceled {
+		return err
+	}
+	if errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled) {
+		return connect.NewError(connect.CodeCanceled, fmt.Errorf("the client cancelled the request: %w", err))
+	}
+	return err
+}
+
 func (m *metrics) observe(procedure string, start time.Time, err error) {
 	code := "ok"
 	if err != nil {
-		code = connect.CodeOf(err).String()
-		if c := connect.CodeOf(err); c == connect.CodeInternal || c == connect.CodeUnknown {
+		c := connect.CodeOf(err)
+		code = c.String()
+		switch c {
+		case connect.CodeInternal, connect.CodeUnknown:
 			m.log.Error("request failed", "procedure", procedure, "err", err)
+		case connect.CodeCanceled:
+			m.log.Debug("request cancelled by the client", "procedure", procedure, "err", err)
 		}
 	}
 	m.requests.WithLabelValues(procedure, code).Inc()
@@ -98,6 +116,7 @@ func (i metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
 		resp, err := next(ctx, req)
+		err = canceled(ctx, err)
 		i.m.observe(req.Spec().Procedure, start, err)
 		return resp, err
 	}
@@ -110,10 +129,7 @@ func (i metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFunc
 func (i metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
-		err := next(ctx, conn)
-		if errors.Is(err, context.Canceled) {
-			err = nil // a watcher that hung up
-		}
+		err := canceled(ctx, next(ctx, conn))
 		i.m.observe(conn.Spec().Procedure, start, err)
 		return err
 	}

@@ -59,7 +59,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	// Witness timestamps are on the witnesses' clocks: ages use the real one.
 	m.witnesses(wit, nil)
 	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir,
-		Contact: cfg.Contact.policyContact(), Witnesses: witnessInfo(wit), WitnessQuorum: cfg.WitnessQuorum})
+		Contact: cfg.Contact.policyContact(), Witnesses: witnessInfo(wit), WitnessQuorum: cfg.WitnessQuorum,
+		MaxBackdate: cfg.MaxBackdate, DraftTimeout: cfg.DraftTimeout})
 	if err != nil {
 		return err
 	}
@@ -80,24 +81,34 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if auth != nil {
 		interceptors = append(interceptors, rpc.NewAuthInterceptor(auth))
 	}
+	interceptors = append(interceptors, newWatchLimiter(cfg.WatchPerPrincipal, cfg.WatchPerConnection))
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(cfg.MaxRequestBytes),
 		// Answers are small; compressing them costs more than it saves.
 		connect.WithCompressMinBytes(16 << 10),
 		connect.WithCodec(rpc.JSONCodec{}),
+		connect.WithCodec(rpc.ProtoCodec{}),
 	}
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)
 	checker := grpchealth.NewStaticChecker(names...)
 	mux.Handle(grpchealth.NewHandler(healthChecker{static: checker, l: l}))
+	// Reflection and metrics: on the API port only to authenticated callers
+	// (guard), and without a token on --metrics-addr.
+	meta := http.NewServeMux()
 	reflector := grpcreflect.NewStaticReflector(names...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	for _, mx := range []*http.ServeMux{mux, meta} {
+		mx.Handle(grpcreflect.NewHandlerV1(reflector))
+		mx.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	}
+	metricsHandler := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	mux.Handle("/metrics", metricsHandler)
+	meta.Handle("/metrics", metricsHandler)
 
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           guard(mux, auth, cfg.BodyReadTimeout, cfg.WatchSendTimeout),
+		ConnContext:       withConnID,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -115,6 +126,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	srv.Protocols = p
 
+	if cfg.MetricsAddr != "" {
+		stopMeta, err := serveMeta(cfg.MetricsAddr, meta, log)
+		if err != nil {
+			return err
+		}
+		defer stopMeta()
+	}
 	if cfg.PprofAddr != "" {
 		if err := servePprof(cfg.PprofAddr, log); err != nil {
 			return err
@@ -123,6 +141,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if auth != nil && srv.TLSConfig == nil && cfg.InsecureNoTLS {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			log.Warn("INSECURE: --insecure-no-tls: bearer tokens cross the network IN CLEAR; anyone on the path can read them and act as these principals. Configure tls: {cert, key}.", "addr", ln.Addr().String())
+		}
 	}
 	if auth == nil {
 		log.Warn("no --config with principals: serving WITHOUT authentication, on a loopback address only", "addr", ln.Addr().String())
@@ -173,6 +197,22 @@ func tlsConfig(c *TLSConfig) (*tls.Config, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
+}
+
+// serveMeta serves metrics and reflection, without a token, on addr.
+func serveMeta(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Protocols = p
+	log.Info("metrics and reflection serving without a token", "addr", ln.Addr().String())
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }
 
 // servePprof serves the Go profiler on a separate loopback listener.

@@ -148,7 +148,7 @@ func (r *AuditReport) Text() string {
 		}
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
-	return b.String()
+	return EscapeControls(b.String())
 }
 
 // plural writes "1 finding", "2 findings".

@@ -19,6 +19,7 @@ const (
 	NotNotifiedPending   = "pending"             // not notified, the deadline has not passed
 	NotNotifiedOverdue   = "overdue"             // not notified, open, the deadline has passed: a finding
 	ClosedUnnotified     = "closed_unnotified"   // closed without notifying the authority
+	NotifiedBeforeDetect = "before_detection"    // first notification dated before detection: a finding
 )
 
 // BreachStatus is one breach as the log records it.
@@ -178,14 +179,40 @@ func (s *scanner) knownBreach(i uint64, id string) *breachRec {
 	return b
 }
 
+// negativeIntervals reports every step of a breach dated before its
+// detection: notifying or closing a breach precedes awareness of it only
+// when a time was falsified or mistyped.
+func (s *scanner) negativeIntervals(b *breachRec) {
+	check := func(i uint64, what string, at time.Time) {
+		if at.Before(b.DetectedAt) {
+			s.find(AuditBreaches, i, fmtGoTime(at), "at or after "+fmtGoTime(b.DetectedAt),
+				"breach %q: %s is dated %s BEFORE the breach was detected, a negative interval", b.BreachID, what, hours(b.DetectedAt.Sub(at)))
+		}
+	}
+	for _, n := range b.Notifications {
+		check(n.Index, "the authority notification", n.NotifiedAt)
+	}
+	for _, n := range b.SubjectsNotified {
+		check(n.Index, "the subjects' notification", n.NotifiedAt)
+	}
+	if c := b.Closed; c != nil {
+		check(c.Index, "the closure", c.ClosedAt)
+	}
+}
+
 // finishBreaches decides each breach's timeliness as of the last entry.
 func (s *scanner) finishBreaches() {
 	asOf := s.prevTime
 	for _, id := range s.order {
 		b := s.breaches[id]
+		s.negativeIntervals(b)
 		switch {
 		case len(b.Notifications) > 0:
 			first := b.Notifications[0]
+			if first.NotifiedAt.Before(b.DetectedAt) {
+				b.Timeliness = NotifiedBeforeDetect
+				break
+			}
 			if !first.NotifiedAt.After(b.Deadline) {
 				b.Timeliness = NotifiedInTime
 				break
@@ -238,7 +265,7 @@ func (r *BreachReport) Text() string {
 		writeBreach(&b, br)
 	}
 	writeFindings(&b, r.Findings, r.FindingsTotal)
-	return b.String()
+	return EscapeControls(b.String())
 }
 
 func writeBreach(b *strings.Builder, br BreachStatus) {
@@ -265,6 +292,9 @@ func writeBreach(b *strings.Builder, br BreachStatus) {
 	}
 	fmt.Fprintf(b, "  deadline:   %s (detection + 72 h, GDPR Art. 33(1))\n", fmtGoTime(br.Deadline))
 	switch br.Timeliness {
+	case NotifiedBeforeDetect:
+		first := br.Notifications[0]
+		fmt.Fprintf(b, "  authority:  notification dated %s BEFORE detection: the times cannot both be true (finding)\n", hours(br.DetectedAt.Sub(first.NotifiedAt)))
 	case NotifiedInTime:
 		first := br.Notifications[0]
 		fmt.Fprintf(b, "  authority:  notified IN TIME, %s after detection\n", hours(first.NotifiedAt.Sub(br.DetectedAt)))

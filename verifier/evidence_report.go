@@ -388,7 +388,7 @@ func (r *EvidenceReport) Text() string {
 	if r.Witness != nil {
 		b.WriteString(r.Witness.Text("this decision"))
 	}
-	return b.String()
+	return EscapeControls(b.String())
 }
 
 // wrap breaks text into lines of at most width runes, the first starting

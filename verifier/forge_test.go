@@ -347,3 +347,28 @@ func encodeInput(t testing.TB, m map[string]any) []byte {
 	}
 	return b
 }
+
+// Issue 11.3: replaying a decision has a time limit; a policy that does not
+// decide within it is a failed check, not a hang.
+func TestForgedBundleSlowPolicy(t *testing.T) {
+	f := newForger(t)
+	bundle := f.forge(t, "valid-allow", true, func(p *parts) {
+		pp := p.policy.GetPolicyPublished()
+		pp.Files = append(pp.Files, &pb.PolicyFile{Name: "slow.rego", Content: "package consentledger.send\n\ndeny contains \"slow: never\" if {\n\tsome i in numbers.range(1, 5000)\n\tsome j in numbers.range(1, 5000)\n\ti * j == -1\n}\n"})
+		files := make([]policies.File, len(pp.Files))
+		for i, f := range pp.Files {
+			files[i] = policies.File{Name: f.Name, Content: f.Content}
+		}
+		pp.Digest = policies.Digest(files)
+		p.send().PolicyDigest = pp.Digest
+	})
+	began := time.Now()
+	_, err := verifier.VerifyEvidenceWith(context.Background(), bundle, f.vkey, verifier.Options{ReplayTimeout: 300 * time.Millisecond})
+	var ce *verifier.CheckError
+	if !errors.As(err, &ce) || ce.Check != 5 || !strings.Contains(err.Error(), "did not finish within 300ms") {
+		t.Fatalf("VerifyEvidence of a slow policy = %v, want check 5 failing with the time limit", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the replay took %v with a 300ms limit", took)
+	}
+}

@@ -72,8 +72,8 @@ type ConsistencyReport struct {
 
 // Text describes the result for people.
 func (r *ConsistencyReport) Text() string {
-	return fmt.Sprintf("VERIFIED: the log %s only grew: its checkpoint of size %d (root %s) is a prefix of its checkpoint of size %d (root %s); both are signed by %s+%s, and the consistency proof of %d hashes checks with RFC 6962.\n",
-		r.New.Origin, r.Old.Size, r.Old.RootHex(), r.New.Size, r.New.RootHex(), r.New.KeyName, r.New.KeyHash, r.ProofHashes)
+	return EscapeControls(fmt.Sprintf("VERIFIED: the log %s only grew: its checkpoint of size %d (root %s) is a prefix of its checkpoint of size %d (root %s); both are signed by %s+%s, and the consistency proof of %d hashes checks with RFC 6962.\n",
+		r.New.Origin, r.Old.Size, r.Old.RootHex(), r.New.Size, r.New.RootHex(), r.New.KeyName, r.New.KeyHash, r.ProofHashes))
 }
 
 // VerifyConsistency verifies two checkpoints against the pinned verifier

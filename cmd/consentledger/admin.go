@@ -19,7 +19,7 @@ func init() {
 	commands["restore"] = command{run: runRestore, summary: "restore a backup into an empty data directory (offline)"}
 }
 
-const revealUsage = "usage: consentledger subject reveal (--phone N | --email E | --external-id X) [--server URL] [--token T]"
+const revealUsage = "usage: consentledger subject reveal (--phone N | --email E | --external-id X) [--server URL] [--token-file FILE]"
 
 func runSubject(args []string) int {
 	if len(args) == 0 || args[0] != "reveal" {
@@ -64,7 +64,7 @@ func runSubject(args []string) int {
 	return 0
 }
 
-const backupUsage = "usage: consentledger backup -o FILE [--server URL] [--token T]"
+const backupUsage = "usage: consentledger backup -o FILE [--server URL] [--token-file FILE]"
 
 func runBackup(args []string) int {
 	fs := newFlagSet("backup")

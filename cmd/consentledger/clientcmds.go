@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,17 +28,41 @@ func init() {
 
 func stdoutln(s string) { fmt.Fprintln(stdout, s) }
 
-// clientFlags adds --server and --token to fs.
+// clientFlags adds --server, --token-file and --token to fs.
 func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
 	srv := fs.String("server", client.DefaultServer, "server URL")
-	tok := fs.String("token", "", "bearer token (default $CONSENTLEDGER_TOKEN)")
+	tokFile := fs.String("token-file", "", "read the bearer token from FILE (preferred: a token on the command line shows in ps)")
+	tok := fs.String("token", "", "bearer token; visible to other users in ps, prefer --token-file or $CONSENTLEDGER_TOKEN")
 	return func() (*client.Client, error) {
-		t := *tok
-		if t == "" {
-			t = os.Getenv("CONSENTLEDGER_TOKEN")
+		t, err := tokenFrom(*tokFile, *tok, os.Getenv("CONSENTLEDGER_TOKEN"))
+		if err != nil {
+			return nil, err
 		}
 		return client.New(*srv, client.Options{Token: t})
 	}
+}
+
+// tokenFrom picks the bearer token: from --token-file, else --token, else
+// the environment variable CONSENTLEDGER_TOKEN.
+func tokenFrom(file, flagToken, env string) (string, error) {
+	if file != "" && flagToken != "" {
+		return "", errors.New("give either --token-file or --token, not both")
+	}
+	if file == "" {
+		if flagToken != "" {
+			return flagToken, nil
+		}
+		return strings.TrimSpace(env), nil
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	t := strings.TrimSpace(string(raw))
+	if t == "" || strings.ContainsAny(t, "\r\n") {
+		return "", fmt.Errorf("--token-file %s: want one line holding the token", file)
+	}
+	return t, nil
 }
 
 // rpcError reports a failed call in words, with a hint for the usual causes.
@@ -46,7 +72,7 @@ func rpcError(err error) int {
 	case connect.CodeUnavailable:
 		hint = "is the server running? start it with: consentledger serve --data ./data"
 	case connect.CodeUnauthenticated:
-		hint = "give a token with --token or CONSENTLEDGER_TOKEN"
+		hint = "give a token with --token-file FILE or CONSENTLEDGER_TOKEN"
 	case connect.CodePermissionDenied:
 		hint = "this command needs a principal with another role"
 	}
@@ -73,7 +99,7 @@ func writeOutput(path string, write func(io.Writer) error) error {
 	return os.Rename(f.Name(), path)
 }
 
-const evidenceUsage = "usage: consentledger evidence --decision N [--witnessed [--wait 2m]] [-o FILE] [--server URL] [--token T]; or consentledger evidence --upgrade BUNDLE [--wait 2m] [-o FILE]"
+const evidenceUsage = "usage: consentledger evidence --decision N [--witnessed [--wait 2m]] [-o FILE] [--server URL] [--token-file FILE]; or consentledger evidence --upgrade BUNDLE [--wait 2m] [-o FILE]"
 
 func runEvidence(args []string) int {
 	fs := newFlagSet("evidence")
@@ -115,7 +141,7 @@ func runEvidence(args []string) int {
 	return 0
 }
 
-const exportUsage = "usage: consentledger export -o FILE [--server URL] [--token T]"
+const exportUsage = "usage: consentledger export -o FILE [--server URL] [--token-file FILE]"
 
 func runExport(args []string) int {
 	fs := newFlagSet("export")
@@ -145,7 +171,7 @@ func runExport(args []string) int {
 	return 0
 }
 
-const benchUsage = "usage: consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000] [--batch N] [--opa URL] [--server URL] [--token T]"
+const benchUsage = "usage: consentledger bench [--concurrency 64] [--duration 10s] [--subjects 10000] [--batch N] [--opa URL] [--server URL] [--token-file FILE]"
 
 func runBench(args []string) int {
 	fs := newFlagSet("bench")
@@ -182,7 +208,7 @@ func runBench(args []string) int {
 	return 0
 }
 
-const publishUsage = "usage: consentledger policy publish DIR [--note TEXT] [--server URL] [--token T]"
+const publishUsage = "usage: consentledger policy publish DIR [--note TEXT] [--server URL] [--token-file FILE]"
 
 // runPublish loads, checks and publishes a policy directory through the server.
 func runPublish(args []string) int {

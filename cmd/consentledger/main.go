@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	_ "time/tzdata" // zones from the embedded tzdata only, on any host (see package zones)
 )
 
 // command is one subcommand: run gets the arguments after the command name
@@ -30,6 +31,7 @@ const usage = `Usage:
 
 Server and operators:
     consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME]
+                        [--metrics-addr ADDR] [--insecure-no-tls]
     consentledger pubkey --data DIR             print the verifier key auditors pin
     consentledger evidence --decision N [-o FILE]   the evidence bundle of a send decision
     consentledger evidence --decision N --witnessed [--wait 2m] [-o FILE]
@@ -52,8 +54,15 @@ Policy commands (for legal teams):
     consentledger policy publish DIR [--note TEXT]  compile, test and publish through the server
 
 Client commands take --server URL (default http://127.0.0.1:7420) and a
-bearer token from --token or $CONSENTLEDGER_TOKEN. Flags may stand before or
-after positional arguments.
+bearer token from --token-file FILE (one line) or $CONSENTLEDGER_TOKEN;
+--token TOKEN also works but shows the token to every user of ps. Flags may
+stand before or after positional arguments.
+
+serve also takes --metrics-addr ADDR (Prometheus metrics and gRPC
+reflection without a token on their own listener; on the API port they need
+a token when principals are configured) and --insecure-no-tls (allow
+principals on a non-loopback address without TLS: tokens then cross the
+network in clear; the server warns at start).
 
 Exit codes:
     0  success

@@ -18,7 +18,7 @@ func init() {
 	commands["pubkey"] = command{run: runPubkey, summary: "print the verifier key auditors pin"}
 }
 
-const serveUsage = `usage: consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME]`
+const serveUsage = `usage: consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME] [--metrics-addr ADDR] [--insecure-no-tls]`
 
 func runServe(args []string) int {
 	fs := newFlagSet("serve")
@@ -28,6 +28,8 @@ func runServe(args []string) int {
 	cfgPath := fs.String("config", "", "YAML config: addr, origin, tls, principals")
 	origin := fs.String("origin", "", "checkpoint origin for a new data directory")
 	pprofAddr := fs.String("pprof", "", "serve the Go profiler on this loopback address")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics and gRPC reflection WITHOUT a token on this separate address (keep it private)")
+	insecure := fs.Bool("insecure-no-tls", false, "allow principals on a non-loopback address without TLS (tokens cross the network in clear)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) > 0 {
 		return usageError(serveUsage, err, pos)
@@ -39,6 +41,7 @@ func runServe(args []string) int {
 		}
 	}
 	cfg.DataDir, cfg.PoliciesDir, cfg.PprofAddr = *data, *pol, *pprofAddr
+	cfg.MetricsAddr, cfg.InsecureNoTLS = *metricsAddr, *insecure
 	if *addr != "" {
 		cfg.Addr = *addr
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	_ "time/tzdata" // zones from the embedded tzdata only, on any host (see package zones)
 
 	"github.com/consentledger/consentledger/verifier"
 )
@@ -101,7 +102,7 @@ func run(args []string) int {
 
 // errorf prints "consentverify: error: …" and returns code.
 func errorf(code int, format string, args ...any) int {
-	fmt.Fprintf(stderr, "consentverify: error: %s\n", fmt.Sprintf(format, args...))
+	fmt.Fprintf(stderr, "consentverify: error: %s\n", verifier.EscapeControls(fmt.Sprintf(format, args...)))
 	return code
 }
 

@@ -18,7 +18,8 @@ import (
 //     breaches, as the first wave built them.
 //   - Version 2 adds request.legal_basis, each consent's confirmed_via (the
 //     channel its double opt-in was confirmed on) and subject.objection (an
-//     objection to direct marketing).
+//     objection to direct marketing), and lists each breach's channels once,
+//     known channels only.
 const InputVersion = 2
 
 // KnownInputVersion reports whether this package can derive inputs of
@@ -78,8 +79,18 @@ func InputOf(version uint32, now time.Time, req *pb.SendRequest, known bool, st 
 		in.Request.LegalBasis = req.GetLegalBasis()
 	}
 	for _, b := range breaches {
-		ib := policies.InputBreach{BreachID: b.BreachId, Status: b.Status, Channels: make([]string, 0, len(b.Channels)), DetectedAt: rfc3339(b.DetectedAt)}
+		ib := policies.InputBreach{BreachID: b.BreachId, Status: b.Status, Channels: make([]string, 0, min(len(b.Channels), 4)), DetectedAt: rfc3339(b.DetectedAt)}
+		var seen [8]bool
 		for _, c := range b.Channels {
+			if v2 {
+				// Only what the policy needs of a breach, each channel once:
+				// a breach recorded before channels were bounded must not
+				// make every decision's input large.
+				if c <= 0 || int(c) >= len(seen) || seen[c] {
+					continue
+				}
+				seen[c] = true
+			}
 			ib.Channels = append(ib.Channels, ChannelName(c))
 		}
 		in.Breaches = append(in.Breaches, ib)

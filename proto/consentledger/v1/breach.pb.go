@@ -599,7 +599,11 @@ func (x *CloseBreachResponse) GetEntry() *EntryRef {
 }
 
 type ListBreachesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many breaches per page; 0 means 100, the limit is 1000.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -634,9 +638,26 @@ func (*ListBreachesRequest) Descriptor() ([]byte, []int) {
 	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{8}
 }
 
+func (x *ListBreachesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBreachesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListBreachesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Breaches      []*Breach              `protobuf:"bytes,1,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Breaches in the order they were reported.
+	Breaches []*Breach `protobuf:"bytes,1,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -676,6 +697,13 @@ func (x *ListBreachesResponse) GetBreaches() []*Breach {
 		return x.Breaches
 	}
 	return nil
+}
+
+func (x *ListBreachesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Breach is one breach with its Art. 33 deadline.
@@ -883,10 +911,14 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"G\n" +
 	"\x13CloseBreachResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\x15\n" +
-	"\x13ListBreachesRequest\"L\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"Q\n" +
+	"\x13ListBreachesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListBreachesResponse\x124\n" +
-	"\bbreaches\x18\x01 \x03(\v2\x18.consentledger.v1.BreachR\bbreaches\"\x95\x05\n" +
+	"\bbreaches\x18\x01 \x03(\v2\x18.consentledger.v1.BreachR\bbreaches\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x95\x05\n" +
 	"\x06Breach\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
