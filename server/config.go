@@ -43,6 +43,14 @@ type Config struct {
 	// Principals are the callers and their roles; without any, the server
 	// runs unauthenticated and only on a loopback address.
 	Principals []PrincipalConfig `yaml:"principals"`
+	// MaxInFlight bounds the unary calls in flight (policy evaluations,
+	// appends waiting for their commit, reads); past it a call waits up to
+	// OverloadWait for a slot, then gets resource_exhausted with a retry
+	// hint. 0 means 32 per CPU (64 on two cores: what saturates them).
+	MaxInFlight int `yaml:"max_in_flight"`
+	// OverloadWait is how long a call waits for a slot (a Go duration);
+	// 0 means 20ms.
+	OverloadWait time.Duration `yaml:"overload_wait"`
 	// DiskReserveMiB is the free space (MiB) on the data directory's file
 	// system below which writes are refused with resource_exhausted, before
 	// the storage engine could crash on a full disk; writes resume above it
@@ -128,6 +136,11 @@ type PrincipalConfig struct {
 	Name        string `yaml:"name"`
 	Role        string `yaml:"role"`
 	TokenSHA256 string `yaml:"token_sha256"`
+	// RatePerSecond, if above 0, limits the principal's calls (a token
+	// bucket); calls over it get resource_exhausted with the time to wait.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	// Burst is the bucket's size; 0 means RatePerSecond (at least 1).
+	Burst int `yaml:"burst"`
 }
 
 // LoadConfig reads a YAML config file. Unknown keys are errors, so a typo

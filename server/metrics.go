@@ -21,6 +21,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
+	overload  *prometheus.CounterVec
 	log       *slog.Logger
 }
 
@@ -39,7 +40,10 @@ func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
 			Name: "consentledger_decisions_total", Help: "Send decisions recorded, by result and reason code.",
 		}, []string{"result", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.decisions,
+	m.overload = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "consentledger_overload_refused_total", Help: "Calls refused with resource_exhausted by the overload limits, by cause (in_flight, rate).",
+	}, []string{"cause"})
+	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.overload,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_log_size", Help: "Entries in the log."},
 			func() float64 { return float64(l.Size()) }),
@@ -58,6 +62,9 @@ func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
 	)
 	return m
 }
+
+// refused counts one call refused by the overload limits.
+func (m *metrics) refused(cause string) { m.overload.WithLabelValues(cause).Inc() }
 
 func b2f(b bool) float64 {
 	if b {

@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/consentledger/consentledger/ledger"
@@ -81,7 +82,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if auth != nil {
 		interceptors = append(interceptors, rpc.NewAuthInterceptor(auth))
 	}
-	interceptors = append(interceptors, newWatchLimiter(cfg.WatchPerPrincipal, cfg.WatchPerConnection))
+	ol := newOverload(cfg.MaxInFlight, cfg.OverloadWait, cfg.Principals, m)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_in_flight", Help: "Unary calls in flight (bounded by max_in_flight)."},
+		func() float64 { return float64(ol.inFlight()) }))
+	interceptors = append(interceptors, ol, newWatchLimiter(cfg.WatchPerPrincipal, cfg.WatchPerConnection))
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(cfg.MaxRequestBytes),
