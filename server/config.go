@@ -21,8 +21,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/ledger/witness"
+	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/rpc"
 )
 
