@@ -38,7 +38,7 @@ func (l *Ledger) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 		return latest, nil
 	}
 	body := log.Checkpoint{Origin: l.origin, Size: v.size, Hash: v.root}.Marshal()
-	signed, err := note.Sign(&note.Note{Text: string(body)}, l.keys.Signer)
+	signed, err := note.Sign(&note.Note{Text: string(body)}, l.keys.Signers...)
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint of size %d: %w", v.size, err)
 	}
@@ -96,11 +96,23 @@ func (l *Ledger) Checkpoints(ctx context.Context, fn func(*Checkpoint) error) er
 }
 
 func (l *Ledger) parseCheckpoint(raw []byte) (*Checkpoint, error) {
-	v, err := note.NewVerifier(l.keys.VerifierKey)
-	if err != nil {
-		return nil, err
+	vs := make([]note.Verifier, len(l.keys.VerifierKeys))
+	for i, vkey := range l.keys.VerifierKeys {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return nil, err
+		}
+		vs[i] = v
 	}
-	cp, _, _, err := log.ParseCheckpoint(raw, l.origin, v)
+	var cp *log.Checkpoint
+	var err error
+	for i := range vs {
+		// Signed by any of the log's keys, the retired ones included.
+		others := append(append([]note.Verifier(nil), vs[:i]...), vs[i+1:]...)
+		if cp, _, _, err = log.ParseCheckpoint(raw, l.origin, vs[i], others...); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stored checkpoint does not verify: %w", err)
 	}

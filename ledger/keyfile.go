@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -27,10 +28,18 @@ const DefaultOrigin = "consentledger.local/ledger"
 
 // Keys are the ledger's secrets and the public key auditors pin.
 type Keys struct {
-	// Signer signs checkpoints; its name is the log's origin.
+	// Signer is the newest signing key; its name is the log's origin.
 	Signer note.Signer
-	// VerifierKey is the note verifier key "<origin>+<hash>+<base64>".
+	// Signers are every active signing key, oldest first: checkpoints are
+	// signed by all of them (two during a key rotation, see RotateKeys).
+	Signers []note.Signer
+	// VerifierKey is the newest signing key's note verifier key
+	// "<origin>+<hash>+<base64>".
 	VerifierKey string
+	// VerifierKeys are every verifier key of the log, oldest first: the
+	// active keys' and the retired ones', which still verify the
+	// checkpoints they signed.
+	VerifierKeys []string
 	// SubjectKey is the 32-byte HMAC key of the erasable subject table.
 	SubjectKey []byte
 }
@@ -50,7 +59,7 @@ func NewKeys(origin string) (*Keys, string, error) {
 	if _, err := rand.Read(sk); err != nil {
 		return nil, "", fmt.Errorf("generate subject key: %w", err)
 	}
-	return &Keys{Signer: signer, VerifierKey: vkey, SubjectKey: sk}, skey, nil
+	return &Keys{Signer: signer, Signers: []note.Signer{signer}, VerifierKey: vkey, VerifierKeys: []string{vkey}, SubjectKey: sk}, skey, nil
 }
 
 // LoadOrCreateKeys reads the keys in dir, creating them on first use. An
@@ -85,28 +94,44 @@ func LoadOrCreateKeys(dir, origin string) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read signing key: %w", err)
 	}
-	skey := strings.TrimSpace(string(skeyText))
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s is not a valid note signer key: %w", skeyPath, err)
+	var signers []note.Signer
+	var vkeys []string
+	for _, skey := range keyLines(skeyText) {
+		signer, err := note.NewSigner(skey)
+		if err != nil {
+			return nil, fmt.Errorf("signing key %s is not a valid note signer key: %w", skeyPath, err)
+		}
+		if len(signers) > 0 && signer.Name() != signers[0].Name() {
+			return nil, fmt.Errorf("%w: %s holds keys of two logs (%q and %q): restore the key files from a backup", ErrDataDir, skeyPath, signers[0].Name(), signer.Name())
+		}
+		vkey, err := verifierKeyOf(skey)
+		if err != nil {
+			return nil, err
+		}
+		signers, vkeys = append(signers, signer), append(vkeys, vkey)
 	}
-	if origin != "" && signer.Name() != origin {
-		return nil, fmt.Errorf("the data directory %s belongs to the log with origin %q, not %q: start without --origin, or use another data directory", dir, signer.Name(), origin)
+	if len(signers) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no key: restore the key files from a backup", ErrDataDir, skeyPath)
 	}
-	vkey, err := verifierKeyOf(skey)
-	if err != nil {
-		return nil, err
+	if origin != "" && signers[0].Name() != origin {
+		return nil, fmt.Errorf("the data directory %s belongs to the log with origin %q, not %q: start without --origin, or use another data directory", dir, signers[0].Name(), origin)
 	}
 	vkeyPath := filepath.Join(dir, VerifierKeyFile)
+	all := vkeys
 	switch old, err := os.ReadFile(vkeyPath); {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := writeFileAtomic(vkeyPath, []byte(vkey+"\n"), 0o644); err != nil {
+		if err := writeFileAtomic(vkeyPath, []byte(strings.Join(vkeys, "\n")+"\n"), 0o644); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, fmt.Errorf("read verifier key: %w", err)
-	case strings.TrimSpace(string(old)) != vkey:
-		return nil, fmt.Errorf("%w: %s does not match %s: one of the two was replaced; restore the key files from a backup of this data directory (auditors pin the verifier key)", ErrDataDir, vkeyPath, skeyPath)
+	default:
+		all = keyLines(old)
+		for _, vkey := range vkeys {
+			if !slices.Contains(all, vkey) {
+				return nil, fmt.Errorf("%w: %s does not match %s: one of the two was replaced; restore the key files from a backup of this data directory (auditors pin the verifier key)", ErrDataDir, vkeyPath, skeyPath)
+			}
+		}
 	}
 	skHex, err := os.ReadFile(filepath.Join(dir, SubjectKeyFile))
 	if err != nil {
@@ -116,21 +141,39 @@ func LoadOrCreateKeys(dir, origin string) (*Keys, error) {
 	if err != nil || len(sk) != 32 {
 		return nil, fmt.Errorf("subject key %s must hold 32 bytes in hex", filepath.Join(dir, SubjectKeyFile))
 	}
-	return &Keys{Signer: signer, VerifierKey: vkey, SubjectKey: sk}, nil
+	return &Keys{Signer: signers[len(signers)-1], Signers: signers, VerifierKey: vkeys[len(vkeys)-1], VerifierKeys: all, SubjectKey: sk}, nil
+}
+
+// keyLines returns the non-empty lines of a key file.
+func keyLines(b []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // ReadVerifierKey returns the verifier key of the log in dir, without
-// opening the log (so it works while a server runs).
+// opening the log (so it works while a server runs). During and after a
+// key rotation the file holds several keys, one per line, oldest first;
+// auditors pin them all.
 func ReadVerifierKey(dir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, VerifierKeyFile))
 	if err != nil {
 		return "", fmt.Errorf("read verifier key (has a server been started with --data %s?): %w", dir, err)
 	}
-	vkey := strings.TrimSpace(string(b))
-	if _, err := note.NewVerifier(vkey); err != nil {
-		return "", fmt.Errorf("verifier key in %s is malformed: %w", dir, err)
+	lines := keyLines(b)
+	if len(lines) == 0 {
+		return "", fmt.Errorf("verifier key file in %s is empty", dir)
 	}
-	return vkey, nil
+	for _, vkey := range lines {
+		if _, err := note.NewVerifier(vkey); err != nil {
+			return "", fmt.Errorf("verifier key in %s is malformed: %w", dir, err)
+		}
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 // verifierKeyOf derives the verifier key from a note signer key

@@ -28,6 +28,8 @@ func init() {
 
 func stdoutln(s string) { fmt.Fprintln(stdout, s) }
 
+func stderrln(s string) { fmt.Fprintln(stderr, s) }
+
 // clientFlags adds --server, --token-file and --token to fs.
 func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
 	srv := fs.String("server", client.DefaultServer, "server URL")

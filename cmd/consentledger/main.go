@@ -1,6 +1,6 @@
 // Command consentledger runs the consent ledger server and its operator and
-// legal-team commands. See DESIGN.md §11 for the full command line and
-// policies/README.md for the policy workflow.
+// legal-team commands. README.md documents the command line and
+// policies/README.md the policy workflow.
 package main
 
 import (
@@ -47,6 +47,8 @@ Server and operators:
                                                 admin: a subject's pseudonym, salt and commitment
     consentledger backup -o FILE                admin: an online backup through the server
     consentledger restore --data EMPTY_DIR FILE restore offline; the restored log has the same root
+    consentledger keys rotate --data DIR        a new signing key signs beside the old one (restart after)
+    consentledger keys retire --data DIR        end the overlap: only the newest key signs (restart after)
 
 Policy commands (for legal teams):
     consentledger policy test DIR               run the policy set's own tests
