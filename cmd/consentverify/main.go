@@ -19,15 +19,23 @@ import (
 )
 
 const usage = `Usage:
-    consentverify evidence FILE --key KEY [--json] [--replay-timeout 5s]
+    consentverify evidence FILE --key KEY [--json] [--witness VKEY ... [--quorum K]] [--replay-timeout 5s]
     consentverify consistency OLD_CHECKPOINT NEW_CHECKPOINT --key KEY (--proof FILE | --server URL [--token TOKEN]) [--json]
-    consentverify audit FILE --key KEY [--json] [--replay-timeout 5s]
+                 [--witness VKEY ... [--quorum K]]
+    consentverify audit FILE --key KEY [--json] [--witness VKEY ... [--quorum K]] [--replay-timeout 5s]
     consentverify breaches FILE --key KEY [--json]
 
 KEY is the log's verifier key, <origin>+<hash>+<base64>, as printed by
 "consentledger pubkey", or the path of a file that holds it. Get it from the
 log's operator once, out of band, and keep it: it is the only thing
-consentverify trusts. FILE may be - for standard input.
+consentverify trusts. --key is repeatable: during a signing-key rotation pin
+both keys (a checkpoint signed by either is accepted). FILE may be - for
+standard input.
+
+--witness VKEY (repeatable; a key or a file) pins a witness's key, and
+--quorum K (default: the number of --witness keys) requires K valid
+cosignatures by pinned witnesses; a cosignature by an unpinned key is
+ignored, and a quorum larger than the keys given fails the verification.
 
 Commands:
     evidence     verify the evidence bundle of one send decision
