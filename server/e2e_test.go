@@ -47,6 +47,12 @@ type testServer struct {
 // start runs the real server on a loopback port with a temporary data directory.
 func start(t *testing.T, cfg server.Config) *testServer {
 	t.Helper()
+	return startLogging(t, cfg, io.Discard, slog.LevelInfo)
+}
+
+// startLogging is start with the server's log written to w from level on.
+func startLogging(t *testing.T, cfg server.Config, w io.Writer, level slog.Level) *testServer {
+	t.Helper()
 	c := &clock{}
 	c.Set(noon)
 	if cfg.DataDir == "" {
@@ -57,7 +63,7 @@ func start(t *testing.T, cfg server.Config) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	go func() { done <- server.Run(ctx, cfg, log, func(addr string) { ready <- addr }) }()
 	var addr string
 	select {
