@@ -44,7 +44,7 @@ const (
 )
 
 // stateTables are the tables RebuildState derives from the entries.
-var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview}
+var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview, tabNotice, tabPlan}
 
 func reviewKey(index uint64) []byte {
 	k := make([]byte, 9)

@@ -120,6 +120,8 @@ func checkAgainstState(w stateWriter, e *pb.Entry, ss *pb.SubjectState) error {
 		if _, closing := e.Event.(*pb.Entry_BreachClosed); closing && b.Status == BreachClosed {
 			return fmt.Errorf("%w: breach %q is already closed (entry %d)", ErrPrecondition, id, b.Closure.GetIndex())
 		}
+	default:
+		return checkRule2(w, e)
 	}
 	return nil
 }
@@ -154,10 +156,13 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		return w.put(policyKey, &pb.PolicyState{Entry: ref, Digest: ev.PolicyPublished.Digest})
 	case *pb.Entry_BreachDetected:
 		d := ev.BreachDetected
-		return w.put(breachKey(d.BreachId), &pb.BreachState{
+		b := &pb.BreachState{
 			BreachId: d.BreachId, Status: BreachOpen, Detected: ref, DetectedAt: d.DetectedAt,
 			Channels: d.Channels, Risk: d.Risk, Description: d.Description,
-		})
+		}
+		extendDetected(b, d)
+		noteBreachEntry(b, e, ref)
+		return w.put(breachKey(d.BreachId), b)
 	case *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
 		b, err := w.breach(breachIDOf(e))
 		if err != nil {
@@ -172,13 +177,16 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 				b.AuthorityNotifiedAt, b.AuthorityNotification = ev.BreachAuthorityNotified.NotifiedAt, ref
 			}
 		case *pb.Entry_BreachSubjectsNotified:
-			if b.SubjectsNotifiedAt == nil {
+			if b.SubjectsNotifiedAt == nil && ev.BreachSubjectsNotified.Exception == "" {
 				b.SubjectsNotifiedAt = ev.BreachSubjectsNotified.NotifiedAt
 			}
 		case *pb.Entry_BreachClosed:
 			b.Status, b.ClosedAt, b.Closure = BreachClosed, ev.BreachClosed.ClosedAt, ref
 		}
+		noteBreachEntry(b, e, ref)
 		return w.put(breachKey(b.BreachId), b)
+	default:
+		return applyRule2(w, e, ref)
 	}
 	return nil
 }
@@ -222,6 +230,7 @@ func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 				cs.ConfirmedAt, cs.ConfirmedVia = at(g.OccurredAt), g.Channel
 			}
 			cs.Grant, cs.WithdrawnAt, cs.Withdrawal = ref, nil, nil
+			cs.NoticeLanguage, cs.NoticeIndex = g.NoticeLanguage, g.NoticeIndex
 		}
 	case *pb.Entry_ConsentConfirmed:
 		c := ev.ConsentConfirmed

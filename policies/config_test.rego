@@ -99,7 +99,7 @@ test_review_list_is_canonical if {
 }
 
 test_help_reply_fields if {
-	fields := {"sender_name", "support_contact", "opt_out", "privacy_notice_url", "dpo_contact"}
+	fields := {"sender_name", "support_contact", "opt_out", "privacy_notice_url", "dpo_contact", "privacy_contact"}
 	every l in config.inbound.help_reply {
 		l.field in fields
 		contains(l.text, "{}")

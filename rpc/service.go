@@ -36,6 +36,11 @@ type Options struct {
 	// identity, support, how to opt out, privacy notice, DPO); empty fields
 	// are left out of the reply.
 	Contact policies.Contact
+	// Org is the controller, DPO or contact point and authority (DESIGN §14).
+	Org Org
+	// RequirePublishedNotice: whether an opt-in must name a published
+	// notice; nil means true once any notice is published.
+	RequirePublishedNotice *bool
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -49,7 +54,10 @@ type Service struct {
 	onDec   func(allow bool, reasons []string)
 	dataDir string
 	contact policies.Contact
-	active  atomic.Pointer[activePolicy]
+	org     Org
+
+	requirePublished *bool
+	active           atomic.Pointer[activePolicy]
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -76,7 +84,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact}
+	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact,
+		org: opts.Org, requirePublished: opts.RequirePublishedNotice}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -179,7 +188,7 @@ func (s *Service) refreshBreaches(ctx context.Context) error {
 	return nil
 }
 
-// Mount registers the five services on mux with the given handler options
+// Mount registers the services on mux with the given handler options
 // (interceptors) and returns the procedure paths' service names.
 func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []string {
 	for _, h := range []func(...connect.HandlerOption) (string, http.Handler){
@@ -201,6 +210,12 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		func(o ...connect.HandlerOption) (string, http.Handler) {
 			return consentledgerv1connect.NewAdminServiceHandler(&adminHandler{s: s}, o...)
 		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewNoticeServiceHandler(&noticeHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewReportServiceHandler(&reportHandler{s: s}, o...)
+		},
 	} {
 		path, handler := h(opts...)
 		mux.Handle(path, handler)
@@ -212,6 +227,8 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		consentledgerv1connect.PolicyServiceName,
 		consentledgerv1connect.LogServiceName,
 		consentledgerv1connect.AdminServiceName,
+		consentledgerv1connect.NoticeServiceName,
+		consentledgerv1connect.ReportServiceName,
 	}
 }
 

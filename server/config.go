@@ -49,6 +49,18 @@ type Config struct {
 	// out, the privacy notice and the data protection officer (GDPR Art.
 	// 13, 21(4)). Fields left empty are left out of the reply.
 	Contact ContactConfig `yaml:"contact"`
+	// Controller, DPO or ContactPoint, and Authority (DESIGN §14), optional:
+	// the organisation the log is kept for, who is informed of a breach at
+	// once, and the supervisory authority a notification draft names. A
+	// notice must name the controller; dpo and contact_point fill the help
+	// reply instead of contact.dpo_contact.
+	Controller   *ControllerConfig `yaml:"controller"`
+	DPO          *PersonConfig     `yaml:"dpo"`
+	ContactPoint *PersonConfig     `yaml:"contact_point"`
+	Authority    *AuthorityConfig  `yaml:"authority"`
+	// RequirePublishedNotice: whether an opt-in's notice_version must name a
+	// published notice; unset means true once any notice is published.
+	RequirePublishedNotice *bool `yaml:"require_published_notice"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -124,6 +136,9 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 		return nil, fmt.Errorf("address %q: %w", c.Addr, err)
 	}
 	if err := c.Contact.check(); err != nil {
+		return nil, err
+	}
+	if err := c.checkOrg(); err != nil {
 		return nil, err
 	}
 	if len(c.Principals) == 0 {

@@ -51,7 +51,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		}
 	}()
 	m := newMetrics(l, log)
-	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir, Contact: cfg.Contact.policyContact()})
+	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir, Contact: cfg.helpContact(),
+		Org: cfg.org(), RequirePublishedNotice: cfg.RequirePublishedNotice})
 	if err != nil {
 		return err
 	}

@@ -645,8 +645,10 @@ type EvidenceBundle struct {
 	Decision   *ProvenEntry `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"`
 	// The subject's consent events from the grant the decision relied on up to the consent head it
 	// names, oldest first.
-	Chain         []*ProvenEntry `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
-	Policy        *ProvenEntry   `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	Chain  []*ProvenEntry `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
+	Policy *ProvenEntry   `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// DESIGN §14: the NoticePublished entry the grant names (absent for older grants).
+	Notice        *ProvenEntry `protobuf:"bytes,5,opt,name=notice,proto3" json:"notice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -705,6 +707,13 @@ func (x *EvidenceBundle) GetChain() []*ProvenEntry {
 func (x *EvidenceBundle) GetPolicy() *ProvenEntry {
 	if x != nil {
 		return x.Policy
+	}
+	return nil
+}
+
+func (x *EvidenceBundle) GetNotice() *ProvenEntry {
+	if x != nil {
+		return x.Notice
 	}
 	return nil
 }
@@ -903,14 +912,15 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x12GetEvidenceRequest\x12%\n" +
 	"\x0edecision_index\x18\x01 \x01(\x04R\rdecisionIndex\"O\n" +
 	"\x13GetEvidenceResponse\x128\n" +
-	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\xd7\x01\n" +
+	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\x8e\x02\n" +
 	"\x0eEvidenceBundle\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x129\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\bdecision\x123\n" +
 	"\x05chain\x18\x03 \x03(\v2\x1d.consentledger.v1.ProvenEntryR\x05chain\x125\n" +
-	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\"b\n" +
+	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\x125\n" +
+	"\x06notice\x18\x05 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06notice\"b\n" +
 	"\vProvenEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12'\n" +
@@ -965,24 +975,25 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	12, // 2: consentledger.v1.EvidenceBundle.decision:type_name -> consentledger.v1.ProvenEntry
 	12, // 3: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
 	12, // 4: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
-	3,  // 5: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	0,  // 6: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
-	2,  // 7: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
-	5,  // 8: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
-	7,  // 9: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
-	9,  // 10: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
-	13, // 11: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
-	1,  // 12: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
-	4,  // 13: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
-	6,  // 14: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
-	8,  // 15: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
-	10, // 16: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
-	14, // 17: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	12, // 5: consentledger.v1.EvidenceBundle.notice:type_name -> consentledger.v1.ProvenEntry
+	3,  // 6: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
+	0,  // 7: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
+	2,  // 8: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
+	5,  // 9: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
+	7,  // 10: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
+	9,  // 11: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
+	13, // 12: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
+	1,  // 13: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
+	4,  // 14: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
+	6,  // 15: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
+	8,  // 16: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
+	10, // 17: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
+	14, // 18: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_log_proto_init() }
