@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/consentledger/consentledger/breach"
 	"github.com/consentledger/consentledger/ledger"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
@@ -90,11 +91,15 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 	if id == "" {
 		id = newBreachID()
 	}
-	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: &pb.BreachDetected{
+	d := &pb.BreachDetected{
 		BreachId: id, DetectedAt: detected, Description: m.Description, BreachTypes: types,
 		DataCategories: m.DataCategories, Channels: m.Channels, SubjectsEstimate: m.SubjectsEstimate,
 		RecordsEstimate: m.RecordsEstimate, LikelyConsequences: m.LikelyConsequences, Measures: m.Measures, Risk: risk,
-	}}})
+	}
+	if err := h.s.breachFacts(ctx, m, d); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: d}})
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +116,9 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 			id, detected = d.BreachId, d.DetectedAt
 		}
 	}
+	deadline := breach.Evaluate(&pb.BreachState{DetectedAt: detected, ControllerRole: d.ControllerRole}, nil, h.s.now()).Deadline
 	return connect.NewResponse(&pb.ReportBreachResponse{
-		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(detected.AsTime().Add(NotificationDeadline)),
+		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(deadline),
 	}), nil
 }
 
@@ -148,6 +154,9 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 	if err := checkText("delay_reason", m.DelayReason, maxLongText); err != nil {
 		return nil, err
 	}
+	if err := freeText("delay_reason", m.DelayReason); err != nil {
+		return nil, err
+	}
 	phase, err := oneOf("phase", m.Phase, "preliminary", "preliminary", "ongoing", "concluding")
 	if err != nil {
 		return nil, err
@@ -179,10 +188,15 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 
 func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connect.Request[pb.RecordSubjectNotificationRequest]) (*connect.Response[pb.RecordSubjectNotificationResponse], error) {
 	m := r.Msg
-	if _, err := h.s.breachFor(ctx, m.BreachId); err != nil {
+	b, err := h.s.breachFor(ctx, m.BreachId)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkText("method", m.Method, maxShortText); err != nil {
+		return nil, err
+	}
+	exception, err := checkException(b, m)
+	if err != nil {
 		return nil, err
 	}
 	at, err := checkTime("notified_at", m.NotifiedAt, h.s.now())
@@ -194,6 +208,7 @@ func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connec
 	}
 	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachSubjectsNotified{BreachSubjectsNotified: &pb.BreachSubjectsNotified{
 		BreachId: m.BreachId, NotifiedAt: at, Method: m.Method, SubjectsNotified: m.SubjectsNotified,
+		Exception: exception, ExceptionReason: m.ExceptionReason,
 	}}})
 	if err != nil {
 		return nil, err
@@ -207,6 +222,9 @@ func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.C
 		return nil, err
 	}
 	if err := checkText("summary", m.Summary, maxLongText); err != nil {
+		return nil, err
+	}
+	if err := freeText("summary", m.Summary); err != nil {
 		return nil, err
 	}
 	at, err := checkTime("closed_at", m.ClosedAt, h.s.now())
@@ -233,25 +251,17 @@ func (h *breachHandler) ListBreaches(ctx context.Context, _ *connect.Request[pb.
 	now := h.s.now()
 	out := &pb.ListBreachesResponse{}
 	for _, b := range all {
-		out.Breaches = append(out.Breaches, BreachView(b, now))
+		v, err := h.s.breachView(ctx, b, now)
+		if err != nil {
+			return nil, err
+		}
+		out.Breaches = append(out.Breaches, v)
 	}
 	return connect.NewResponse(out), nil
 }
 
-// BreachView computes a breach's Art. 33 deadline and timeliness at now.
+// BreachView computes a breach's Art. 33 deadline and timeliness at now
+// under the default plan (DESIGN §14: none for a no_risk breach).
 func BreachView(b *pb.BreachState, now time.Time) *pb.Breach {
-	detected := b.DetectedAt.AsTime()
-	deadline := detected.Add(NotificationDeadline)
-	v := &pb.Breach{
-		BreachId: b.BreachId, Status: b.Status, DetectedAt: b.DetectedAt, Deadline: timestamppb.New(deadline),
-		AuthorityNotifiedAt: b.AuthorityNotifiedAt, Channels: b.Channels, Risk: b.Risk, Description: b.Description,
-		Entry: b.Detected, SubjectsNotifiedAt: b.SubjectsNotifiedAt, ClosedAt: b.ClosedAt,
-	}
-	if b.AuthorityNotifiedAt != nil {
-		v.NotifiedInTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
-		return v
-	}
-	v.HoursRemaining = float64(deadline.Sub(now).Round(time.Minute)) / float64(time.Hour)
-	v.Overdue = now.After(deadline)
-	return v
+	return breachViewWith(b, breach.DefaultSteps(), now, nil)
 }

@@ -365,7 +365,8 @@ func (s *scanner) entry(i uint64, data []byte) {
 		s.decision(i, e, ev.SendDecision)
 	case *pb.Entry_PolicyPublished:
 		s.policy(i, ev.PolicyPublished)
-	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
+	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed,
+		*pb.Entry_BreachAssessed:
 		s.breach(i, e)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	NotNotifiedPending   = "pending"             // not notified, the deadline has not passed
 	NotNotifiedOverdue   = "overdue"             // not notified, open, the deadline has passed: a finding
 	ClosedUnnotified     = "closed_unnotified"   // closed without notifying the authority
+	NotNotifiable        = "not_notifiable"      // assessed no_risk: documented, not notified (Art. 33(5), DESIGN §14)
 )
 
 // BreachStatus is one breach as the log records it.
@@ -41,6 +42,9 @@ type BreachStatus struct {
 	Delay            time.Duration         `json:"delay_ns,omitempty"`
 	SubjectsNotified []SubjectNotification `json:"subjects_notified,omitempty"`
 	Closed           *BreachClosure        `json:"closed,omitempty"`
+	// Assessment is the latest BreachAssessed level ("" when not assessed:
+	// treated as notifiable).
+	Assessment string `json:"assessment,omitempty"`
 }
 
 // AuthorityNotification is one BreachAuthorityNotified entry.
@@ -158,6 +162,10 @@ func (s *scanner) breach(i uint64, e *pb.Entry) {
 				Index: i, NotifiedAt: at(n.NotifiedAt, n.NotifiedAt == nil), Method: n.Method, Subjects: n.SubjectsNotified,
 			})
 		}
+	case *pb.Entry_BreachAssessed:
+		if b := s.knownBreach(i, ev.BreachAssessed.BreachId); b != nil {
+			b.Assessment = ev.BreachAssessed.Level
+		}
 	case *pb.Entry_BreachClosed:
 		c := ev.BreachClosed
 		if b := s.knownBreach(i, c.BreachId); b != nil {
@@ -199,6 +207,8 @@ func (s *scanner) finishBreaches() {
 			s.find(AuditBreaches, first.Index, fmtGoTime(first.NotifiedAt), "by "+fmtGoTime(b.Deadline)+", or a delay reason",
 				"breach %q was notified to the authority %s after detection, later than 72 hours, without the reasons for the delay (GDPR Art. 33(1))",
 				id, hours(first.NotifiedAt.Sub(b.DetectedAt)))
+		case b.Assessment == "no_risk":
+			b.Timeliness = NotNotifiable
 		case b.Closed != nil:
 			b.Timeliness = ClosedUnnotified
 		case asOf.After(b.Deadline):
@@ -278,6 +288,8 @@ func writeBreach(b *strings.Builder, br BreachStatus) {
 		b.WriteString("  authority:  NOT NOTIFIED and the deadline has passed (finding)\n")
 	case ClosedUnnotified:
 		b.WriteString("  authority:  not notified; the breach was closed without a notification\n")
+	case NotNotifiable:
+		b.WriteString("  authority:  not notifiable: assessed no_risk, documented (GDPR Art. 33(5))\n")
 	}
 	for _, n := range br.Notifications {
 		line := fmt.Sprintf("#%d %s: %s", n.Index, fmtGoTime(n.NotifiedAt), orNone(n.Authority))
