@@ -50,7 +50,8 @@ func inputDocument(now time.Time, req *pb.SendRequest, known bool, st *pb.Subjec
 		*c = policies.InputConsent{
 			Channel: ledger.ChannelName(cs.Channel), Purpose: cs.Purpose,
 			Status: cs.Status, Method: cs.Method, NoticeVersion: cs.NoticeVersion, DoubleOptIn: cs.DoubleOptIn,
-			GrantIndex: refIndex(cs.Grant), ConfirmationIndex: refIndex(cs.Confirmation), WithdrawalIndex: refIndex(cs.Withdrawal),
+			NoticeLanguage: cs.NoticeLanguage,
+			GrantIndex:     refIndex(cs.Grant), ConfirmationIndex: refIndex(cs.Confirmation), WithdrawalIndex: refIndex(cs.Withdrawal),
 		}
 		if cs.GrantedAt != nil {
 			c.GrantedAt = rfc3339(cs.GrantedAt)

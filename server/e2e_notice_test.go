@@ -129,6 +129,12 @@ func TestNotices(t *testing.T) {
 	if cs.NoticeIndex == nil || *cs.NoticeIndex != pub.Msg.Entry.Index || cs.NoticeLanguage != "en" {
 		t.Fatalf("consent state = %v", cs)
 	}
+	// The policy input carries the grant's notice (version and language).
+	d := decide(t, s, waMarketing(anna))
+	in := string(entryAt(t, s, d.Decision.Index).GetSendDecision().GetInput())
+	if !strings.Contains(in, `"notice_language":"en","notice_version":"2026-11"`) {
+		t.Errorf("decision input lacks the grant's notice: %s", in)
+	}
 }
 
 // With require_published_notice: false, a free-text version stays accepted.
