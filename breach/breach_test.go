@@ -98,3 +98,17 @@ func TestStepsStatus(t *testing.T) {
 		t.Error("a duplicate step id was accepted")
 	}
 }
+
+// FuzzCheckFreeText: the check never panics, and an e-mail address put into
+// any text is always refused.
+func FuzzCheckFreeText(f *testing.F) {
+	for _, s := range []string{"", "A laptop was stolen", "call 0170 1234567", "x@y.de", "2026-11-24 09:30 +0100"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = CheckFreeText(s)
+		if CheckFreeText(s+" anna.schmidt@example.com ") == nil {
+			t.Errorf("an e-mail address after %q was accepted", s)
+		}
+	})
+}

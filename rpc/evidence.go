@@ -85,5 +85,8 @@ func Evidence(ctx context.Context, l *ledger.Ledger, index uint64) (*pb.Evidence
 	if b.Policy, err = prove(d.PolicyIndex, pd); err != nil {
 		return nil, err
 	}
+	if b.Notice, err = noticeEvidence(ctx, l, d, prove); err != nil {
+		return nil, err
+	}
 	return b, nil
 }

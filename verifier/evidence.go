@@ -113,6 +113,7 @@ type evidence struct {
 	decision *proven
 	chain    []*proven
 	policy   *proven
+	notice   *proven // bundle field 5, if present
 	d        *pb.SendDecision
 	channel  pb.Channel
 	purpose  string // the consent purpose
@@ -142,6 +143,9 @@ func (v *evidence) run(ctx context.Context) error {
 		v.chain = append(v.chain, p)
 	}
 	if v.policy, err = v.include(v.b.Policy); err != nil {
+		return err
+	}
+	if err := v.includeNotice(); err != nil {
 		return err
 	}
 	for _, p := range v.all() {
@@ -193,6 +197,9 @@ func (v *evidence) run(ctx context.Context) error {
 		if err := v.checkGrant(); err != nil {
 			return err
 		}
+		if err := v.checkGrantNotice(); err != nil {
+			return err
+		}
 		v.r.Outcome = OutcomeConsent
 	}
 	return v.checkPolicy(ctx)
@@ -201,7 +208,11 @@ func (v *evidence) run(ctx context.Context) error {
 // all returns the bundle's entries in the order they are checked.
 func (v *evidence) all() []*proven {
 	out := append([]*proven{v.decision}, v.chain...)
-	return append(out, v.policy)
+	out = append(out, v.policy)
+	if v.notice != nil {
+		out = append(out, v.notice)
+	}
+	return out
 }
 
 // include runs check 2 on one proven entry.

@@ -51,6 +51,10 @@ type EvidenceReport struct {
 	Chain      []ChainEvent   `json:"chain,omitempty"`
 	Grant      *GrantFacts    `json:"grant,omitempty"`
 	Policy     *PolicyFacts   `json:"policy,omitempty"`
+	// Notice is the privacy notice the grant names, from bundle field 5
+	// (DESIGN §14); NoticeNote says why there is none.
+	Notice     *NoticeFacts `json:"notice,omitempty"`
+	NoticeNote string       `json:"notice_note,omitempty"`
 }
 
 // CheckResult is the state of one of the five checks.
@@ -356,6 +360,7 @@ func (r *EvidenceReport) Text() string {
 			fmt.Fprintf(&b, "  #%-6d %s  %s\n", c.Index, fmtGoTime(c.RecordedAt), c.Description)
 		}
 	}
+	b.WriteString(r.noticeText())
 	if p := r.Policy; p != nil {
 		fmt.Fprintf(&b, "\nPolicy #%d, published %s: %s\n", p.Index, fmtGoTime(p.RecordedAt), p.Digest)
 		if p.Note != "" {
