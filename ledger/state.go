@@ -185,10 +185,8 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		}
 		noteBreachEntry(b, e, ref)
 		return w.put(breachKey(b.BreachId), b)
-	default:
-		return applyRule2(w, e, ref)
 	}
-	return nil
+	return applyRule2(w, e, ref)
 }
 
 func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {

@@ -168,11 +168,17 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 	if err := checkKey(m.IdempotencyKey); err != nil {
 		return nil, err
 	}
-	deadline := b.DetectedAt.AsTime().Add(NotificationDeadline)
-	inTime := !at.AsTime().After(deadline)
+	// The deadline of the plan the breach follows (DESIGN §14): none for a
+	// breach assessed no_risk, the controllers' for a processor.
+	st := breach.Evaluate(b, nil, at.AsTime())
+	if steps, err := h.s.planSteps(ctx, b); err == nil {
+		st = breach.Evaluate(b, steps, at.AsTime())
+	}
+	deadline := st.Deadline
+	inTime := !st.Notifiable || !at.AsTime().After(deadline)
 	if b.AuthorityNotifiedAt == nil && !inTime && strings.TrimSpace(m.DelayReason) == "" {
 		late := at.AsTime().Sub(b.DetectedAt.AsTime()).Round(time.Minute)
-		return nil, invalid("delay_reason", "is required: the authority is notified %v after the breach was detected, later than 72 hours (GDPR Art. 33(1))", late)
+		return nil, invalid("delay_reason", "is required: the notification comes %v after the breach was detected, after its deadline %s (%s)", late, deadline.UTC().Format(time.RFC3339), st.Obligation)
 	}
 	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachAuthorityNotified{BreachAuthorityNotified: &pb.BreachAuthorityNotified{
 		BreachId: m.BreachId, Authority: m.Authority, Reference: m.Reference, Phase: phase, NotifiedAt: at, DelayReason: m.DelayReason,
@@ -181,7 +187,7 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 		return nil, err
 	}
 	if b.AuthorityNotifiedAt != nil { // a later phase: timeliness is the first notification's
-		inTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
+		inTime = !st.Notifiable || !b.AuthorityNotifiedAt.AsTime().After(deadline)
 	}
 	return connect.NewResponse(&pb.RecordAuthorityNotificationResponse{Entry: rcpt.Ref(), NotifiedInTime: inTime}), nil
 }
