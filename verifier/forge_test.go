@@ -50,6 +50,7 @@ type parts struct {
 	chain    []*pb.Entry
 	policy   *pb.Entry
 	extra    []*pb.Entry // more entries of the log (not in the bundle)
+	notice   *pb.Entry   // bundle field 5, if set
 }
 
 func (p *parts) send() *pb.SendDecision { return p.decision.GetSendDecision() }
@@ -118,6 +119,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	for _, e := range p.extra {
 		enc(e)
 	}
+	if p.notice != nil {
+		enc(p.notice)
+	}
 	at := map[uint64][]byte{}
 	size := uint64(0)
 	for e, d := range data {
@@ -147,6 +151,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	out := &pb.EvidenceBundle{Checkpoint: string(cp), Decision: prove(p.decision), Policy: prove(p.policy)}
 	for _, e := range p.chain {
 		out.Chain = append(out.Chain, prove(e))
+	}
+	if p.notice != nil {
+		out.Notice = prove(p.notice)
 	}
 	j, err := protojson.Marshal(out)
 	if err != nil {
