@@ -116,7 +116,12 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 			id, detected = d.BreachId, d.DetectedAt
 		}
 	}
-	deadline := breach.Evaluate(&pb.BreachState{DetectedAt: detected, ControllerRole: d.ControllerRole}, nil, h.s.now()).Deadline
+	st := &pb.BreachState{DetectedAt: detected, ControllerRole: d.ControllerRole, PlanIndex: d.PlanIndex}
+	steps, err := h.s.planSteps(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	deadline := breach.Evaluate(st, steps, h.s.now()).Deadline
 	return connect.NewResponse(&pb.ReportBreachResponse{
 		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(deadline),
 	}), nil

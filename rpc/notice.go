@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ import (
 
 // maxNoticeText bounds a notice's full text.
 const maxNoticeText = 256 << 10
+
+// languageTag is a BCP 47 language tag as notices use it: "de", "en", "de-AT".
+var languageTag = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 
 // NoticeDigest is the digest a NoticePublished entry records and the
 // verifier recomputes: "sha256:" + hex of SHA-256 over the text.
@@ -42,6 +46,9 @@ func (h *noticeHandler) PublishNotice(ctx context.Context, r *connect.Request[pb
 		if err := checkText(f, v, maxShortText); err != nil {
 			return nil, err
 		}
+	}
+	if !languageTag.MatchString(m.Language) {
+		return nil, invalid("language", "%q is not a language tag such as de, en or de-AT", m.Language)
 	}
 	if strings.TrimSpace(m.Text) == "" {
 		return nil, invalid("text", "is required: the full text of the notice (a URL alone proves nothing about what was shown)")

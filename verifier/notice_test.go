@@ -29,9 +29,7 @@ func withNotice(edit func(n *pb.NoticePublished, g *pb.ConsentGranted)) func(p *
 		if edit != nil {
 			edit(n, g)
 		}
-		if n != nil {
-			p.notice = &pb.Entry{Index: 4, Event: &pb.Entry_NoticePublished{NoticePublished: n}}
-		}
+		p.notice = &pb.Entry{Index: 4, Event: &pb.Entry_NoticePublished{NoticePublished: n}}
 	}
 }
 
