@@ -48,6 +48,11 @@ func FromState(st *pb.SubjectState) []*pb.ConsentRow {
 		}
 		if cs.ConfirmedAt != nil {
 			r.ConfirmedOccurredAt = cs.ConfirmedAt
+			// Confirmed in the grant itself, or by a ConsentConfirmed entry.
+			r.ConfirmedRecordedAt = cs.Grant.GetRecordedAt()
+			if cs.Confirmation != nil {
+				r.ConfirmedRecordedAt = cs.Confirmation.RecordedAt
+			}
 		}
 		if cs.Withdrawal != nil {
 			r.WithdrawnOccurredAt, r.WithdrawnRecordedAt = cs.WithdrawnAt, cs.Withdrawal.RecordedAt
@@ -107,7 +112,7 @@ func AsOf(subjectID string, events []*pb.Entry, asOf time.Time) []*pb.ConsentRow
 					GrantedRecordedAt: e.RecordedAt, GrantIndex: e.Index, LastEventIndex: e.Index,
 				}
 				if g.DoubleOptInConfirmed {
-					r.ConfirmedOccurredAt = ts
+					r.ConfirmedOccurredAt, r.ConfirmedRecordedAt = ts, e.RecordedAt
 				}
 			}
 		case *pb.Entry_ConsentConfirmed:
@@ -115,7 +120,7 @@ func AsOf(subjectID string, events []*pb.Entry, asOf time.Time) []*pb.ConsentRow
 			for _, p := range c.Purposes {
 				for _, r := range rows {
 					if r.Channel == c.Channel && r.Purpose == p && r.Status == Granted {
-						r.ConfirmedOccurredAt, r.LastEventIndex = ts, e.Index
+						r.ConfirmedOccurredAt, r.ConfirmedRecordedAt, r.LastEventIndex = ts, e.RecordedAt, e.Index
 					}
 				}
 			}

@@ -15,7 +15,7 @@ import (
 // Header is the CSV header row.
 var Header = []string{
 	"subject_id", "channel", "purpose", "status", "method", "notice_version", "notice_language",
-	"granted_occurred_at", "granted_recorded_at", "confirmed_occurred_at",
+	"granted_occurred_at", "granted_recorded_at", "confirmed_occurred_at", "confirmed_recorded_at",
 	"withdrawn_occurred_at", "withdrawn_recorded_at", "grant_index", "last_event_index", "erased",
 }
 
@@ -74,7 +74,7 @@ func (c *CSVWriter) Close() error {
 func Record(r *pb.ConsentRow) []string {
 	return []string{
 		r.SubjectId, channelName(r.Channel), r.Purpose, r.Status, r.Method, r.NoticeVersion, r.NoticeLanguage,
-		ts(r.GrantedOccurredAt), ts(r.GrantedRecordedAt), ts(r.ConfirmedOccurredAt),
+		ts(r.GrantedOccurredAt), ts(r.GrantedRecordedAt), ts(r.ConfirmedOccurredAt), ts(r.ConfirmedRecordedAt),
 		ts(r.WithdrawnOccurredAt), ts(r.WithdrawnRecordedAt),
 		strconv.FormatUint(r.GrantIndex, 10), strconv.FormatUint(r.LastEventIndex, 10), strconv.FormatBool(r.Erased),
 	}

@@ -106,7 +106,7 @@ func TestReportConsents(t *testing.T) {
 		return got, recs, out
 	}
 	got, recs, raw := statuses()
-	if strings.Join(recs[0], ",") != "subject_id,channel,purpose,status,method,notice_version,notice_language,granted_occurred_at,granted_recorded_at,confirmed_occurred_at,withdrawn_occurred_at,withdrawn_recorded_at,grant_index,last_event_index,erased" {
+	if strings.Join(recs[0], ",") != "subject_id,channel,purpose,status,method,notice_version,notice_language,granted_occurred_at,granted_recorded_at,confirmed_occurred_at,confirmed_recorded_at,withdrawn_occurred_at,withdrawn_recorded_at,grant_index,last_event_index,erased" {
 		t.Errorf("header = %v", recs[0])
 	}
 	if !strings.Contains(raw, "\r\n") {
@@ -119,11 +119,11 @@ func TestReportConsents(t *testing.T) {
 	for _, r := range recs[1:] {
 		if r[3] == "withdrawn" {
 			withdrawn++
-			if r[10] != "2026-11-25T13:00:00Z" || r[11] != "2026-11-25T15:00:00Z" {
-				t.Errorf("withdrawal occurred/recorded = %s / %s", r[10], r[11])
+			if r[11] != "2026-11-25T13:00:00Z" || r[12] != "2026-11-25T15:00:00Z" {
+				t.Errorf("withdrawal occurred/recorded = %s / %s", r[11], r[12])
 			}
 		}
-		if r[3] == "erased" && r[14] == "true" {
+		if r[3] == "erased" && r[15] == "true" {
 			erased++
 		}
 	}

@@ -184,6 +184,7 @@ type ConsentRow struct {
 	LastEventIndex      uint64                 `protobuf:"varint,13,opt,name=last_event_index,json=lastEventIndex,proto3" json:"last_event_index,omitempty"`
 	Erased              bool                   `protobuf:"varint,14,opt,name=erased,proto3" json:"erased,omitempty"`
 	ConfirmedOccurredAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=confirmed_occurred_at,json=confirmedOccurredAt,proto3" json:"confirmed_occurred_at,omitempty"`
+	ConfirmedRecordedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=confirmed_recorded_at,json=confirmedRecordedAt,proto3" json:"confirmed_recorded_at,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -323,6 +324,13 @@ func (x *ConsentRow) GetConfirmedOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ConsentRow) GetConfirmedRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConfirmedRecordedAt
+	}
+	return nil
+}
+
 var File_consentledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_report_proto_rawDesc = "" +
@@ -337,7 +345,7 @@ const file_consentledger_v1_report_proto_rawDesc = "" +
 	"\x03row\x18\x01 \x01(\v2\x1c.consentledger.v1.ConsentRowR\x03row\x12\x18\n" +
 	"\ascanned\x18\x02 \x01(\x04R\ascanned\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x04R\x05total\x122\n" +
-	"\x06report\x18\x04 \x01(\v2\x1a.consentledger.v1.EntryRefR\x06report\"\xe5\x05\n" +
+	"\x06report\x18\x04 \x01(\v2\x1a.consentledger.v1.EntryRefR\x06report\"\xb5\x06\n" +
 	"\n" +
 	"ConsentRow\x12\x1d\n" +
 	"\n" +
@@ -357,7 +365,8 @@ const file_consentledger_v1_report_proto_rawDesc = "" +
 	"grantIndex\x12(\n" +
 	"\x10last_event_index\x18\r \x01(\x04R\x0elastEventIndex\x12\x16\n" +
 	"\x06erased\x18\x0e \x01(\bR\x06erased\x12N\n" +
-	"\x15confirmed_occurred_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x13confirmedOccurredAt2v\n" +
+	"\x15confirmed_occurred_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x13confirmedOccurredAt\x12N\n" +
+	"\x15confirmed_recorded_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x13confirmedRecordedAt2v\n" +
 	"\rReportService\x12e\n" +
 	"\x0eExportConsents\x12'.consentledger.v1.ExportConsentsRequest\x1a(.consentledger.v1.ExportConsentsResponse0\x01BOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
@@ -393,13 +402,14 @@ var file_consentledger_v1_report_proto_depIdxs = []int32{
 	4,  // 7: consentledger.v1.ConsentRow.withdrawn_occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 8: consentledger.v1.ConsentRow.withdrawn_recorded_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: consentledger.v1.ConsentRow.confirmed_occurred_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: consentledger.v1.ReportService.ExportConsents:input_type -> consentledger.v1.ExportConsentsRequest
-	1,  // 11: consentledger.v1.ReportService.ExportConsents:output_type -> consentledger.v1.ExportConsentsResponse
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 10: consentledger.v1.ConsentRow.confirmed_recorded_at:type_name -> google.protobuf.Timestamp
+	0,  // 11: consentledger.v1.ReportService.ExportConsents:input_type -> consentledger.v1.ExportConsentsRequest
+	1,  // 12: consentledger.v1.ReportService.ExportConsents:output_type -> consentledger.v1.ExportConsentsResponse
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_report_proto_init() }
