@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,38 @@ func TestRule2LogAudits(t *testing.T) {
 	}
 	if got["b-quiet"] != verifier.NotNotifiable || got["b-high"] != verifier.NotifiedInTime {
 		t.Errorf("timeliness %v, want b-quiet not_notifiable and b-high in_time", got)
+	}
+}
+
+// consentverify breaches holds a processor to its controllers' deadline
+// (Art. 33(2); 24 h in the default plan).
+func TestProcessorBreachAudit(t *testing.T) {
+	ctx := context.Background()
+	s := start(t, server.Config{Controller: &server.ControllerConfig{Name: "SMS Relay GmbH", Role: "processor"}})
+	c, err := client.New(s.url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportBreach(t, s, &pb.ReportBreachRequest{BreachId: "b-proc"})
+	s.clock.Add(25 * time.Hour)
+	wantDecision(t, decide(t, s, waMarketing(anna)), false, "no_consent") // an entry after the deadline
+	var exp bytes.Buffer
+	if _, err := c.Export(ctx, &exp, nil); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ledger.ReadVerifierKey(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := verifier.Breaches(ctx, bytes.NewReader(exp.Bytes()), key)
+	if rep == nil || len(rep.Breaches) != 1 {
+		t.Fatalf("Breaches = %v", rep)
+	}
+	b := rep.Breaches[0]
+	if !b.Processor || !b.Deadline.Equal(noon.Add(24*time.Hour)) || b.Timeliness != verifier.NotNotifiedOverdue {
+		t.Errorf("processor breach: %+v, want the controllers' deadline +24 h, overdue", b)
+	}
+	if !strings.Contains(rep.Text(), "notify the controllers") {
+		t.Errorf("report:\n%s", rep.Text())
 	}
 }

@@ -151,7 +151,7 @@ type scanner struct {
 	policies map[uint64]*policyRec
 	breaches map[string]*breachRec
 	order    []string // breach ids by detection
-	notices  auditNotices
+	rule2    auditRule2
 
 	kinds     map[string]uint64
 	decisions struct{ allowed, denied uint64 }
@@ -368,6 +368,8 @@ func (s *scanner) entry(i uint64, data []byte) {
 		s.policy(i, ev.PolicyPublished)
 	case *pb.Entry_NoticePublished:
 		s.notice(i, ev.NoticePublished)
+	case *pb.Entry_PlanPublished:
+		s.plan(i, ev.PlanPublished)
 	case *pb.Entry_ConsentGranted:
 		s.grantNotice(i, e, ev.ConsentGranted)
 	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed,

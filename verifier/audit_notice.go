@@ -3,13 +3,41 @@ package verifier
 import (
 	"fmt"
 	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/consentledger/consentledger/breach"
 
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// auditNotices holds the notices an audit has seen, by entry index, without
-// their text (DESIGN §14).
-type auditNotices map[uint64]*pb.NoticePublished
+// auditRule2 is what an audit remembers of the DESIGN §14 entries: the
+// notices by entry index (without their text) and the plans' steps.
+type auditRule2 struct {
+	notices map[uint64]*pb.NoticePublished
+	plans   map[uint64][]*pb.PlanStep
+}
+
+// plan remembers a PlanPublished entry's steps.
+func (s *scanner) plan(i uint64, p *pb.PlanPublished) {
+	if s.rule2.plans == nil {
+		s.rule2.plans = map[uint64][]*pb.PlanStep{}
+	}
+	s.rule2.plans[i] = p.Steps
+}
+
+// breachDeadline is a detected breach's notification deadline under the
+// plan it records (the default plan when none): 72 h for a controller by
+// default, the controllers' deadline for a processor (Art. 33(2)).
+func (s *scanner) breachDeadline(d *pb.BreachDetected, detected time.Time) time.Time {
+	var steps []*pb.PlanStep
+	if d.PlanIndex != nil {
+		steps = s.rule2.plans[*d.PlanIndex]
+	}
+	st := &pb.BreachState{DetectedAt: timestamppb.New(detected), ControllerRole: d.ControllerRole}
+	return breach.Evaluate(st, steps, detected).Deadline
+}
 
 // notice checks a NoticePublished entry: its text gives its digest (a
 // finding of the entry check otherwise), and remembers it for the grants
@@ -18,10 +46,10 @@ func (s *scanner) notice(i uint64, n *pb.NoticePublished) {
 	if got := NoticeDigest(n.Text); got != n.Digest {
 		s.find(AuditEntry, i, got, n.Digest, "privacy notice %s (%s): its text does not give the digest recorded with it", n.Version, n.Language)
 	}
-	if s.notices == nil {
-		s.notices = auditNotices{}
+	if s.rule2.notices == nil {
+		s.rule2.notices = map[uint64]*pb.NoticePublished{}
 	}
-	s.notices[i] = &pb.NoticePublished{Version: n.Version, Language: n.Language, Channels: n.Channels, Purposes: n.Purposes, EffectiveFrom: n.EffectiveFrom}
+	s.rule2.notices[i] = &pb.NoticePublished{Version: n.Version, Language: n.Language, Channels: n.Channels, Purposes: n.Purposes, EffectiveFrom: n.EffectiveFrom}
 }
 
 // grantNotice checks that a grant naming a notice names an earlier
@@ -33,7 +61,7 @@ func (s *scanner) grantNotice(i uint64, e *pb.Entry, g *pb.ConsentGranted) {
 		return
 	}
 	ni := *g.NoticeIndex
-	n := s.notices[ni]
+	n := s.rule2.notices[ni]
 	if n == nil || ni >= i {
 		s.find(AuditSubjects, i, fmt.Sprintf("notice #%d", ni), "an earlier notice_published entry", "the opt-in names notice entry #%d, which is no earlier published notice", ni)
 		return

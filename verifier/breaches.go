@@ -45,6 +45,9 @@ type BreachStatus struct {
 	// Assessment is the latest BreachAssessed level ("" when not assessed:
 	// treated as notifiable).
 	Assessment string `json:"assessment,omitempty"`
+	// Processor: reported by a processor, which notifies its controllers
+	// (Art. 33(2)); Deadline is then the plan's deadline for that.
+	Processor bool `json:"processor,omitempty"`
 }
 
 // AuthorityNotification is one BreachAuthorityNotified entry.
@@ -141,7 +144,8 @@ func (s *scanner) breach(i uint64, e *pb.Entry) {
 			BreachID: d.BreachId, DetectedIndex: i, DetectedAt: at(d.DetectedAt, d.DetectedAt == nil), Description: d.Description,
 			Types: d.BreachTypes, Risk: d.Risk, SubjectsEstimate: d.SubjectsEstimate,
 		}
-		b.Deadline = b.DetectedAt.Add(ArticleDeadline)
+		b.Deadline = s.breachDeadline(d, b.DetectedAt)
+		b.Processor = d.ControllerRole == "processor"
 		for _, c := range d.Channels {
 			b.Channels = append(b.Channels, channelName(c))
 		}
@@ -273,7 +277,11 @@ func writeBreach(b *strings.Builder, br BreachStatus) {
 	if br.Description != "" {
 		b.WriteString("  what:       " + wrap(br.Description, 78, 14, strings.Repeat(" ", 14)))
 	}
-	fmt.Fprintf(b, "  deadline:   %s (detection + 72 h, GDPR Art. 33(1))\n", fmtGoTime(br.Deadline))
+	if br.Processor {
+		fmt.Fprintf(b, "  deadline:   %s (notify the controllers, GDPR Art. 33(2))\n", fmtGoTime(br.Deadline))
+	} else {
+		fmt.Fprintf(b, "  deadline:   %s (detection + %s, GDPR Art. 33(1))\n", fmtGoTime(br.Deadline), hours(br.Deadline.Sub(br.DetectedAt)))
+	}
 	switch br.Timeliness {
 	case NotifiedInTime:
 		first := br.Notifications[0]
