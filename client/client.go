@@ -30,6 +30,8 @@ type Client struct {
 	Policy  consentledgerv1connect.PolicyServiceClient
 	Log     consentledgerv1connect.LogServiceClient
 	Admin   consentledgerv1connect.AdminServiceClient
+	Notice  consentledgerv1connect.NoticeServiceClient
+	Report  consentledgerv1connect.ReportServiceClient
 	// HTTP is the underlying client (HTTP/2 cleartext for http:// URLs).
 	HTTP *http.Client
 	URL  string
@@ -81,6 +83,8 @@ func New(serverURL string, opts Options) (*Client, error) {
 		Policy:  consentledgerv1connect.NewPolicyServiceClient(hc, base, co...),
 		Log:     consentledgerv1connect.NewLogServiceClient(hc, base, co...),
 		Admin:   consentledgerv1connect.NewAdminServiceClient(hc, base, co...),
+		Notice:  consentledgerv1connect.NewNoticeServiceClient(hc, base, co...),
+		Report:  consentledgerv1connect.NewReportServiceClient(hc, base, co...),
 		HTTP:    hc,
 		URL:     base,
 	}, nil

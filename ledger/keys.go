@@ -49,7 +49,7 @@ const (
 )
 
 // stateTables are the tables RebuildState derives from the entries.
-var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview, tabEpoch}
+var stateTables = []byte{tabIdem, tabSubject, tabLastSend, tabBreach, tabPolicy, tabReview, tabEpoch, tabNotice, tabPlan}
 
 func reviewKey(index uint64) []byte {
 	k := make([]byte, 9)

@@ -108,6 +108,8 @@ func checkAgainstState(w stateWriter, e *pb.Entry, ss *pb.SubjectState) error {
 		if _, closing := e.Event.(*pb.Entry_BreachClosed); closing && b.Status == BreachClosed {
 			return fmt.Errorf("%w: breach %q is already closed (entry %d)", ErrPrecondition, id, b.Closure.GetIndex())
 		}
+	default:
+		return checkRule2(w, e)
 	}
 	return nil
 }
@@ -127,7 +129,8 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		return w.put(reviewKey(ref.Index), ref)
 	case *pb.Entry_PolicyPublished:
 		return w.put(policyKey, state.ApplyPolicy(ev.PolicyPublished, ref))
-	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
+	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed,
+		*pb.Entry_BreachAssessed, *pb.Entry_BreachStepCompleted:
 		id := state.BreachID(e)
 		b, err := w.breach(id)
 		if err != nil {
@@ -142,7 +145,7 @@ func applyEntry(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {
 		// Any breach event may change the open breaches a decision's input lists.
 		return w.put(breachEpochKey, ref)
 	}
-	return nil
+	return applyRule2(w, e, ref)
 }
 
 func applySubject(w stateWriter, e *pb.Entry, ref *pb.EntryRef) error {

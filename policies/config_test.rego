@@ -4,7 +4,7 @@ package consentledger.config_test
 
 import data.consentledger.config
 
-rules := {"consent", "consent_refresh", "double_opt_in", "provider_region", "quiet_hours", "breach_freeze", "service_window", "template_category", "optout_scope", "objection", "legal_basis"}
+rules := {"consent", "consent_refresh", "double_opt_in", "provider_region", "quiet_hours", "breach_freeze", "service_window", "template_category", "optout_scope", "objection", "legal_basis", "notice_version"}
 
 test_every_rule_switch_present_and_boolean if {
 	every r in rules {
@@ -99,7 +99,7 @@ test_review_list_is_canonical if {
 }
 
 test_help_reply_fields if {
-	fields := {"sender_name", "support_contact", "opt_out", "privacy_notice_url", "dpo_contact"}
+	fields := {"sender_name", "support_contact", "opt_out", "privacy_notice_url", "dpo_contact", "privacy_contact"}
 	every l in config.inbound.help_reply {
 		l.field in fields
 		contains(l.text, "{}")

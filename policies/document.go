@@ -69,6 +69,7 @@ type InputConsent struct {
 	GrantedAt         string // RFC 3339
 	Method            string // how the opt-in was collected
 	NoticeVersion     string // the privacy notice shown
+	NoticeLanguage    string // its language (DESIGN §14); "" for grants naming no published notice
 	DoubleOptIn       bool   // confirmed by double opt-in
 	ConfirmedAt       string // RFC 3339
 	ConfirmedVia      string // channel the double opt-in was confirmed on
@@ -224,6 +225,7 @@ func (b *builder) consent(c *InputConsent) ast.Value {
 	opt("granted_at", c.GrantedAt)
 	opt("last_allowed_send_at", c.LastAllowedSendAt)
 	opt("method", c.Method)
+	opt("notice_language", c.NoticeLanguage)
 	opt("notice_version", c.NoticeVersion)
 	add("status", str(c.Status))
 	idx("withdrawal_index", c.WithdrawalIndex)

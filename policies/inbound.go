@@ -46,6 +46,9 @@ type Contact struct {
 	OptOut           string `json:"opt_out,omitempty"`
 	PrivacyNoticeURL string `json:"privacy_notice_url,omitempty"`
 	DPOContact       string `json:"dpo_contact,omitempty"`
+	// PrivacyContact is the data protection contact point where no DPO is
+	// required (§38 BDSG); never labelled DPO.
+	PrivacyContact string `json:"privacy_contact,omitempty"`
 }
 
 // InboundMessage is an inbound message to interpret: its text, or a
@@ -78,6 +81,7 @@ func (m *InboundMessage) value() ast.Value {
 	for k, v := range map[string]string{
 		"sender_name": m.Contact.SenderName, "support_contact": m.Contact.SupportContact, "opt_out": m.Contact.OptOut,
 		"privacy_notice_url": m.Contact.PrivacyNoticeURL, "dpo_contact": m.Contact.DPOContact,
+		"privacy_contact": m.Contact.PrivacyContact,
 	} {
 		if v != "" {
 			c.Insert(ast.StringTerm(k), ast.StringTerm(v))

@@ -212,6 +212,12 @@ test_help_reply_leaves_out_missing_fields if {
 	r.reply == "Shop\nTo stop these messages: reply STOP"
 }
 
+test_help_reply_contact_point_not_labelled_dpo if {
+	r := inbound.result with input as {"text": "HELP", "contact": {"sender_name": "Shop", "privacy_contact": "Privacy team, privacy@example.com"}}
+	r.reply == "Shop\nTo stop these messages: reply STOP\nData protection contact: Privacy team, privacy@example.com"
+	not contains(r.reply, "officer")
+}
+
 test_reply_only_for_help if {
 	r := inbound.result with input as {"text": "STOP", "contact": contact}
 	r.reply == ""

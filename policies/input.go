@@ -119,7 +119,7 @@ var commonStrings = func() map[string]ast.Value {
 		// keys
 		"now", "request", "channel", "purpose", "category", "provider", "name", "region",
 		"subject_timezone", "service_window_open", "message_ref", "subject", "known", "country",
-		"consents", "status", "granted_at", "method", "notice_version", "double_opt_in",
+		"consents", "status", "granted_at", "method", "notice_version", "notice_language", "double_opt_in",
 		"confirmed_at", "withdrawn_at", "last_allowed_send_at", "grant_index",
 		"confirmation_index", "withdrawal_index", "breaches", "breach_id", "channels", "detected_at",
 		// values

@@ -211,6 +211,26 @@ deny contains concat("", [
 }
 
 # ---------------------------------------------------------------------------
+# Privacy notice (rules.notice_version, config.notice_min_version; GDPR Art.
+# 7(1), 13, DESIGN §14): a legal team can require that marketing consent was
+# given under a privacy notice at least as new as a version (versions
+# compare as text, e.g. "2026-11"; empty, the default: no minimum). The
+# grant's notice is the consent's notice_version and notice_language (the
+# language shown; absent for grants that name no published notice).
+
+deny contains concat("", [
+	"notice_outdated: marketing opt-in for ", input.request.channel, "/", consent_purpose,
+	" was given under privacy notice ", object.get(g, "notice_version", "(none)"), ", older than the required ",
+	config.notice_min_version, "; ask for consent again with the current notice",
+]) if {
+	config.notice_min_version != ""
+	config.rules.notice_version
+	g := granted_consent
+	marketing
+	object.get(g, "notice_version", "") < config.notice_min_version
+}
+
+# ---------------------------------------------------------------------------
 # Double opt-in for marketing (rules.double_opt_in; GDPR Art. 7(1): the
 # controller must be able to prove the consent).
 

@@ -176,6 +176,38 @@ test_refresh_rule_off if {
 }
 
 # ---------------------------------------------------------------------------
+# Privacy notice: a minimum version for marketing consent.
+
+test_notice_outdated_denied if {
+	d := decide({}) with data.consentledger.config.notice_min_version as "2026-11"
+	d.reasons == ["notice_outdated: marketing opt-in for whatsapp/marketing was given under privacy notice 2026-01, older than the required 2026-11; ask for consent again with the current notice"]
+}
+
+test_notice_current_allowed if {
+	g := object.union(granted_marketing, {"notice_version": "2026-11", "notice_language": "de"})
+	allowed(decide_consents({"whatsapp": {"marketing": g}}, {})) with data.consentledger.config.notice_min_version as "2026-11"
+}
+
+test_notice_without_version_denied if {
+	g := object.remove(granted_marketing, ["notice_version"])
+	denied(decide_consents({"whatsapp": {"marketing": g}}, {}), "notice_outdated") with data.consentledger.config.notice_min_version as "2026-11"
+}
+
+test_notice_no_minimum_by_default if {
+	allowed(decide({}))
+}
+
+test_notice_rule_off if {
+	allowed(decide({})) with data.consentledger.config.notice_min_version as "2026-11"
+		with data.consentledger.config.rules.notice_version as false
+}
+
+test_notice_not_for_non_marketing if {
+	order := {"status": "granted", "granted_at": "2026-01-05T09:00:00Z", "method": "web_form", "notice_version": "2019-12"}
+	allowed(decide_consents({"whatsapp": {"order_updates": order}}, {"request": {"purpose": "order_updates", "category": "utility"}})) with data.consentledger.config.notice_min_version as "2026-11"
+}
+
+# ---------------------------------------------------------------------------
 # Double opt-in for marketing.
 
 single := json.remove(object.union(granted_marketing, {"double_opt_in": false}), ["confirmed_at", "confirmation_index"])

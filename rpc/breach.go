@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/consentledger/consentledger/breach"
 	"github.com/consentledger/consentledger/ledger"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
@@ -94,11 +95,15 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 	if id == "" {
 		id = newBreachID()
 	}
-	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: &pb.BreachDetected{
+	d := &pb.BreachDetected{
 		BreachId: id, DetectedAt: detected, Description: m.Description, BreachTypes: types,
 		DataCategories: slices.Clone(m.DataCategories), Channels: slices.Clone(m.Channels), SubjectsEstimate: m.SubjectsEstimate,
 		RecordsEstimate: m.RecordsEstimate, LikelyConsequences: m.LikelyConsequences, Measures: m.Measures, Risk: risk,
-	}}})
+	}
+	if err := h.s.breachFacts(ctx, m, d); err != nil {
+		return nil, err
+	}
+	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachDetected{BreachDetected: d}})
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +120,14 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 			id, detected = d.BreachId, d.DetectedAt
 		}
 	}
+	st := &pb.BreachState{DetectedAt: detected, ControllerRole: d.ControllerRole, PlanIndex: d.PlanIndex}
+	steps, err := h.s.planSteps(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	deadline := breach.Evaluate(st, steps, h.s.now()).Deadline
 	return connect.NewResponse(&pb.ReportBreachResponse{
-		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(detected.AsTime().Add(NotificationDeadline)),
+		BreachId: id, Entry: rcpt.Ref(), Deadline: timestamppb.New(deadline),
 	}), nil
 }
 
@@ -166,6 +177,9 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 	if err := checkFree("delay_reason", m.DelayReason, maxLongText); err != nil {
 		return nil, err
 	}
+	if err := freeText("delay_reason", m.DelayReason); err != nil {
+		return nil, err
+	}
 	phase, err := oneOf("phase", m.Phase, "preliminary", "preliminary", "ongoing", "concluding")
 	if err != nil {
 		return nil, err
@@ -177,11 +191,17 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 	if err := checkKey(m.IdempotencyKey); err != nil {
 		return nil, err
 	}
-	deadline := b.DetectedAt.AsTime().Add(NotificationDeadline)
-	inTime := !at.AsTime().After(deadline)
+	// The deadline of the plan the breach follows (DESIGN §14): none for a
+	// breach assessed no_risk, the controllers' for a processor.
+	st := breach.Evaluate(b, nil, at.AsTime())
+	if steps, err := h.s.planSteps(ctx, b); err == nil {
+		st = breach.Evaluate(b, steps, at.AsTime())
+	}
+	deadline := st.Deadline
+	inTime := !st.Notifiable || !at.AsTime().After(deadline)
 	if b.AuthorityNotifiedAt == nil && !inTime && strings.TrimSpace(m.DelayReason) == "" {
 		late := at.AsTime().Sub(b.DetectedAt.AsTime()).Round(time.Minute)
-		return nil, invalid("delay_reason", "is required: the authority is notified %v after the breach was detected, later than 72 hours (GDPR Art. 33(1))", late)
+		return nil, invalid("delay_reason", "is required: the notification comes %v after the breach was detected, after its deadline %s (%s)", late, deadline.UTC().Format(time.RFC3339), st.Obligation)
 	}
 	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachAuthorityNotified{BreachAuthorityNotified: &pb.BreachAuthorityNotified{
 		BreachId: m.BreachId, Authority: m.Authority, Reference: m.Reference, Phase: phase, NotifiedAt: at, DelayReason: m.DelayReason,
@@ -190,7 +210,7 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 		return nil, err
 	}
 	if b.AuthorityNotifiedAt != nil { // a later phase: timeliness is the first notification's
-		inTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
+		inTime = !st.Notifiable || !b.AuthorityNotifiedAt.AsTime().After(deadline)
 	}
 	return connect.NewResponse(&pb.RecordAuthorityNotificationResponse{Entry: rcpt.Ref(), NotifiedInTime: inTime}), nil
 }
@@ -204,6 +224,10 @@ func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connec
 	if err := checkIdent("method", m.Method, maxShortText); err != nil {
 		return nil, err
 	}
+	exception, err := checkException(b, m)
+	if err != nil {
+		return nil, err
+	}
 	at, err := checkAfterDetection("notified_at", m.NotifiedAt, h.s.now(), b)
 	if err != nil {
 		return nil, err
@@ -213,6 +237,7 @@ func (h *breachHandler) RecordSubjectNotification(ctx context.Context, r *connec
 	}
 	rcpt, err := h.s.appendBreach(ctx, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_BreachSubjectsNotified{BreachSubjectsNotified: &pb.BreachSubjectsNotified{
 		BreachId: m.BreachId, NotifiedAt: at, Method: m.Method, SubjectsNotified: m.SubjectsNotified,
+		Exception: exception, ExceptionReason: m.ExceptionReason,
 	}}})
 	if err != nil {
 		return nil, err
@@ -227,6 +252,9 @@ func (h *breachHandler) CloseBreach(ctx context.Context, r *connect.Request[pb.C
 		return nil, err
 	}
 	if err := checkFree("summary", m.Summary, maxLongText); err != nil {
+		return nil, err
+	}
+	if err := freeText("summary", m.Summary); err != nil {
 		return nil, err
 	}
 	at, err := checkAfterDetection("closed_at", m.ClosedAt, h.s.now(), b)
@@ -285,25 +313,17 @@ func (h *breachHandler) ListBreaches(ctx context.Context, r *connect.Request[pb.
 	}
 	now := h.s.now()
 	for _, b := range page {
-		out.Breaches = append(out.Breaches, BreachView(b, now))
+		v, err := h.s.breachView(ctx, b, now)
+		if err != nil {
+			return nil, err
+		}
+		out.Breaches = append(out.Breaches, v)
 	}
 	return connect.NewResponse(out), nil
 }
 
-// BreachView computes a breach's Art. 33 deadline and timeliness at now.
+// BreachView computes a breach's Art. 33 deadline and timeliness at now
+// under the default plan (DESIGN §14: none for a no_risk breach).
 func BreachView(b *pb.BreachState, now time.Time) *pb.Breach {
-	detected := b.DetectedAt.AsTime()
-	deadline := detected.Add(NotificationDeadline)
-	v := &pb.Breach{
-		BreachId: b.BreachId, Status: b.Status, DetectedAt: b.DetectedAt, Deadline: timestamppb.New(deadline),
-		AuthorityNotifiedAt: b.AuthorityNotifiedAt, Channels: b.Channels, Risk: b.Risk, Description: b.Description,
-		Entry: b.Detected, SubjectsNotifiedAt: b.SubjectsNotifiedAt, ClosedAt: b.ClosedAt,
-	}
-	if b.AuthorityNotifiedAt != nil {
-		v.NotifiedInTime = !b.AuthorityNotifiedAt.AsTime().After(deadline)
-		return v
-	}
-	v.HoursRemaining = float64(deadline.Sub(now).Round(time.Minute)) / float64(time.Hour)
-	v.Overdue = now.After(deadline)
-	return v
+	return breachViewWith(b, breach.DefaultSteps(), now, nil)
 }

@@ -64,9 +64,14 @@ func (h *consentHandler) RecordOptIn(ctx context.Context, r *connect.Request[pb.
 	if err := checkKey(m.IdempotencyKey); err != nil {
 		return nil, err
 	}
+	noticeIndex, noticeLang, err := h.s.grantNotice(ctx, m.NoticeVersion, m.NoticeLanguage, m.Channel, m.Purposes, at)
+	if err != nil {
+		return nil, err
+	}
 	rcpt, err := h.s.appendFor(ctx, &id, m.IdempotencyKey, m, &pb.Entry{Event: &pb.Entry_ConsentGranted{ConsentGranted: &pb.ConsentGranted{
 		Channel: m.Channel, Purposes: slices.Clone(m.Purposes), Method: method, NoticeVersion: m.NoticeVersion,
 		EvidenceDigest: slices.Clone(m.EvidenceDigest), OccurredAt: at, DoubleOptInConfirmed: m.DoubleOptInConfirmed,
+		NoticeLanguage: noticeLang, NoticeIndex: noticeIndex,
 	}}})
 	if err != nil {
 		return nil, err

@@ -125,6 +125,9 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 	if b.Policy, err = prove(d.PolicyIndex, pd); err != nil {
 		return nil, err
 	}
+	if b.Notice, err = noticeEvidence(ctx, l, d, prove); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

@@ -46,6 +46,11 @@ type Options struct {
 	// DraftTimeout bounds DryRun, ImpactReport and the test run of
 	// PublishPolicy; 0 means DefaultDraftTimeout.
 	DraftTimeout time.Duration
+	// Org is the controller, DPO or contact point and authority.
+	Org Org
+	// RequirePublishedNotice: whether an opt-in must name a published
+	// notice; nil means true once any notice is published.
+	RequirePublishedNotice *bool
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -66,6 +71,9 @@ type Service struct {
 
 	witnesses func() []WitnessInfo
 	quorum    int
+	org       Org
+
+	requirePublished *bool
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -100,7 +108,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact,
 		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum,
-		maxBackdate: opts.MaxBackdate, draftTimeout: opts.DraftTimeout, drafts: make(chan struct{}, maxDraftEvaluations)}
+		maxBackdate: opts.MaxBackdate, draftTimeout: opts.DraftTimeout, drafts: make(chan struct{}, maxDraftEvaluations),
+		org: opts.Org, requirePublished: opts.RequirePublishedNotice}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -202,7 +211,7 @@ func (s *Service) refreshBreaches(ctx context.Context) error {
 	return nil
 }
 
-// Mount registers the five services on mux with the given handler options
+// Mount registers the services on mux with the given handler options
 // (interceptors) and returns the procedure paths' service names.
 func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []string {
 	for _, h := range []func(...connect.HandlerOption) (string, http.Handler){
@@ -224,6 +233,12 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		func(o ...connect.HandlerOption) (string, http.Handler) {
 			return consentledgerv1connect.NewAdminServiceHandler(&adminHandler{s: s}, o...)
 		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewNoticeServiceHandler(&noticeHandler{s: s}, o...)
+		},
+		func(o ...connect.HandlerOption) (string, http.Handler) {
+			return consentledgerv1connect.NewReportServiceHandler(&reportHandler{s: s}, o...)
+		},
 	} {
 		path, handler := h(opts...)
 		mux.Handle(path, handler)
@@ -235,6 +250,8 @@ func (s *Service) Mount(mux *http.ServeMux, opts ...connect.HandlerOption) []str
 		consentledgerv1connect.PolicyServiceName,
 		consentledgerv1connect.LogServiceName,
 		consentledgerv1connect.AdminServiceName,
+		consentledgerv1connect.NoticeServiceName,
+		consentledgerv1connect.ReportServiceName,
 	}
 }
 

@@ -62,7 +62,7 @@ type Config struct {
 	// 13, 21(4)). Fields left empty are left out of the reply.
 	Contact ContactConfig `yaml:"contact"`
 	// Witnesses are the C2SP tlog-witnesses every new checkpoint is
-	// submitted to (DESIGN §13); none means no witnessing.
+	// submitted to; none means no witnessing.
 	Witnesses []witness.Witness `yaml:"witnesses"`
 	// WitnessQuorum is how many cosignatures make a checkpoint witnessed
 	// (shown by GetCheckpoint, awaited by `evidence --witnessed`); 0 means
@@ -73,9 +73,21 @@ type Config struct {
 	// such as 10s); 0 means 10s.
 	WitnessInterval time.Duration `yaml:"witness_interval"`
 	// MaxBackdate bounds how long before it is recorded an event may be
-	// dated: occurred_at of consent events, detected_at of breaches
-	//. YAML takes a Go duration such as 8760h; 0 means 365 days.
+	// dated: occurred_at of consent events, detected_at of breaches.
+	// YAML takes a Go duration such as 8760h; 0 means 365 days.
 	MaxBackdate time.Duration `yaml:"max_backdate"`
+	// Controller, DPO or ContactPoint, and Authority, optional:
+	// the organisation the log is kept for, who is informed of a breach at
+	// once, and the supervisory authority a notification draft names. A
+	// notice must name the controller; dpo and contact_point fill the help
+	// reply instead of contact.dpo_contact.
+	Controller   *ControllerConfig `yaml:"controller"`
+	DPO          *PersonConfig     `yaml:"dpo"`
+	ContactPoint *PersonConfig     `yaml:"contact_point"`
+	Authority    *AuthorityConfig  `yaml:"authority"`
+	// RequirePublishedNotice: whether an opt-in's notice_version must name a
+	// published notice; unset means true once any notice is published.
+	RequirePublishedNotice *bool `yaml:"require_published_notice"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -198,6 +210,9 @@ func (c *Config) check() (*rpc.Authenticator, error) {
 	ip := net.ParseIP(host)
 	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
 	if err := c.Contact.check(); err != nil {
+		return nil, err
+	}
+	if err := c.checkOrg(); err != nil {
 		return nil, err
 	}
 	if len(c.Principals) == 0 {

@@ -60,8 +60,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	// Witness timestamps are on the witnesses' clocks: ages use the real one.
 	m.witnesses(wit, nil)
 	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir,
-		Contact: cfg.Contact.policyContact(), Witnesses: witnessInfo(wit), WitnessQuorum: cfg.WitnessQuorum,
-		MaxBackdate: cfg.MaxBackdate, DraftTimeout: cfg.DraftTimeout})
+		Contact: cfg.helpContact(), Witnesses: witnessInfo(wit), WitnessQuorum: cfg.WitnessQuorum,
+		MaxBackdate: cfg.MaxBackdate, DraftTimeout: cfg.DraftTimeout,
+		Org: cfg.org(), RequirePublishedNotice: cfg.RequirePublishedNotice})
 	if err != nil {
 		return err
 	}

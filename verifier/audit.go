@@ -172,6 +172,7 @@ type scanner struct {
 	policies map[uint64]*policyRec
 	breaches map[string]*breachRec
 	order    []string // breach ids by detection
+	rule2    auditRule2
 
 	kinds     map[string]uint64
 	decisions struct{ allowed, denied uint64 }
@@ -401,7 +402,14 @@ func (s *scanner) entry(i uint64, data []byte) {
 		s.decision(i, e, ev.SendDecision)
 	case *pb.Entry_PolicyPublished:
 		s.policy(i, ev.PolicyPublished)
-	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
+	case *pb.Entry_NoticePublished:
+		s.notice(i, ev.NoticePublished)
+	case *pb.Entry_PlanPublished:
+		s.plan(i, ev.PlanPublished)
+	case *pb.Entry_ConsentGranted:
+		s.grantNotice(i, e, ev.ConsentGranted)
+	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed,
+		*pb.Entry_BreachAssessed:
 		s.breach(i, e)
 	}
 }

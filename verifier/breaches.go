@@ -20,6 +20,7 @@ const (
 	NotNotifiedOverdue   = "overdue"             // not notified, open, the deadline has passed: a finding
 	ClosedUnnotified     = "closed_unnotified"   // closed without notifying the authority
 	NotifiedBeforeDetect = "before_detection"    // first notification dated before detection: a finding
+	NotNotifiable        = "not_notifiable"      // assessed no_risk: documented, not notified (Art. 33(5))
 )
 
 // BreachStatus is one breach as the log records it.
@@ -42,6 +43,12 @@ type BreachStatus struct {
 	Delay            time.Duration         `json:"delay_ns,omitempty"`
 	SubjectsNotified []SubjectNotification `json:"subjects_notified,omitempty"`
 	Closed           *BreachClosure        `json:"closed,omitempty"`
+	// Assessment is the latest BreachAssessed level ("" when not assessed:
+	// treated as notifiable).
+	Assessment string `json:"assessment,omitempty"`
+	// Processor: reported by a processor, which notifies its controllers
+	// (Art. 33(2)); Deadline is then the plan's deadline for that.
+	Processor bool `json:"processor,omitempty"`
 }
 
 // AuthorityNotification is one BreachAuthorityNotified entry.
@@ -138,7 +145,8 @@ func (s *scanner) breach(i uint64, e *pb.Entry) {
 			BreachID: d.BreachId, DetectedIndex: i, DetectedAt: at(d.DetectedAt, d.DetectedAt == nil), Description: d.Description,
 			Types: d.BreachTypes, Risk: d.Risk, SubjectsEstimate: d.SubjectsEstimate,
 		}
-		b.Deadline = b.DetectedAt.Add(ArticleDeadline)
+		b.Deadline = s.breachDeadline(d, b.DetectedAt)
+		b.Processor = d.ControllerRole == "processor"
 		for _, c := range d.Channels {
 			b.Channels = append(b.Channels, channelName(c))
 		}
@@ -158,6 +166,10 @@ func (s *scanner) breach(i uint64, e *pb.Entry) {
 			b.SubjectsNotified = append(b.SubjectsNotified, SubjectNotification{
 				Index: i, NotifiedAt: at(n.NotifiedAt, n.NotifiedAt == nil), Method: n.Method, Subjects: n.SubjectsNotified,
 			})
+		}
+	case *pb.Entry_BreachAssessed:
+		if b := s.knownBreach(i, ev.BreachAssessed.BreachId); b != nil {
+			b.Assessment = ev.BreachAssessed.Level
 		}
 	case *pb.Entry_BreachClosed:
 		c := ev.BreachClosed
@@ -226,6 +238,8 @@ func (s *scanner) finishBreaches() {
 			s.find(AuditBreaches, first.Index, fmtGoTime(first.NotifiedAt), "by "+fmtGoTime(b.Deadline)+", or a delay reason",
 				"breach %q was notified to the authority %s after detection, later than 72 hours, without the reasons for the delay (GDPR Art. 33(1))",
 				id, hours(first.NotifiedAt.Sub(b.DetectedAt)))
+		case b.Assessment == "no_risk":
+			b.Timeliness = NotNotifiable
 		case b.Closed != nil:
 			b.Timeliness = ClosedUnnotified
 		case asOf.After(b.Deadline):
@@ -290,7 +304,11 @@ func writeBreach(b *strings.Builder, br BreachStatus) {
 	if br.Description != "" {
 		b.WriteString("  what:       " + wrap(br.Description, 78, 14, strings.Repeat(" ", 14)))
 	}
-	fmt.Fprintf(b, "  deadline:   %s (detection + 72 h, GDPR Art. 33(1))\n", fmtGoTime(br.Deadline))
+	if br.Processor {
+		fmt.Fprintf(b, "  deadline:   %s (notify the controllers, GDPR Art. 33(2))\n", fmtGoTime(br.Deadline))
+	} else {
+		fmt.Fprintf(b, "  deadline:   %s (detection + %s, GDPR Art. 33(1))\n", fmtGoTime(br.Deadline), hours(br.Deadline.Sub(br.DetectedAt)))
+	}
 	switch br.Timeliness {
 	case NotifiedBeforeDetect:
 		first := br.Notifications[0]
@@ -308,6 +326,8 @@ func writeBreach(b *strings.Builder, br BreachStatus) {
 		b.WriteString("  authority:  NOT NOTIFIED and the deadline has passed (finding)\n")
 	case ClosedUnnotified:
 		b.WriteString("  authority:  not notified; the breach was closed without a notification\n")
+	case NotNotifiable:
+		b.WriteString("  authority:  not notifiable: assessed no_risk, documented (GDPR Art. 33(5))\n")
 	}
 	for _, n := range br.Notifications {
 		line := fmt.Sprintf("#%d %s: %s", n.Index, fmtGoTime(n.NotifiedAt), orNone(n.Authority))

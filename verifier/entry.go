@@ -57,6 +57,16 @@ func eventKind(e *pb.Entry) string {
 		return "subject_erased"
 	case *pb.Entry_InboundReview:
 		return "inbound_review"
+	case *pb.Entry_NoticePublished:
+		return "notice_published"
+	case *pb.Entry_BreachAssessed:
+		return "breach_assessed"
+	case *pb.Entry_PlanPublished:
+		return "plan_published"
+	case *pb.Entry_BreachStepCompleted:
+		return "breach_step_completed"
+	case *pb.Entry_ReportExported:
+		return "report_exported"
 	}
 	return "no_event"
 }

@@ -140,6 +140,7 @@ type evidence struct {
 	lastSend *proven // bundle field 6, if present
 	grantAt  int     // the grant's position on the chain
 	opts     Options
+	notice   *proven // bundle field 5, if present
 	d        *pb.SendDecision
 	channel  pb.Channel
 	purpose  string // the consent purpose
@@ -175,6 +176,9 @@ func (v *evidence) run(ctx context.Context) error {
 		if v.lastSend, err = v.include(v.b.LastAllowedSend); err != nil {
 			return err
 		}
+	}
+	if err := v.includeNotice(); err != nil {
+		return err
 	}
 	for _, p := range v.all() {
 		v.r.Entries = append(v.r.Entries, p.index)
@@ -233,6 +237,9 @@ func (v *evidence) run(ctx context.Context) error {
 		if err := v.checkGrant(); err != nil {
 			return err
 		}
+		if err := v.checkGrantNotice(); err != nil {
+			return err
+		}
 		v.r.Outcome = OutcomeConsent
 	}
 	if err := v.checkPolicy(ctx); err != nil {
@@ -247,6 +254,9 @@ func (v *evidence) all() []*proven {
 	out = append(out, v.policy)
 	if v.lastSend != nil {
 		out = append(out, v.lastSend)
+	}
+	if v.notice != nil {
+		out = append(out, v.notice)
 	}
 	return out
 }

@@ -58,6 +58,10 @@ type EvidenceReport struct {
 	// of the whole log proves, what nothing in the log shows, and what a
 	// bundle written before check 6 existed does not show.
 	NotProven []string `json:"not_proven,omitempty"`
+	// Notice is the privacy notice the grant names, from bundle field 5
+	//; NoticeNote says why there is none.
+	Notice     *NoticeFacts `json:"notice,omitempty"`
+	NoticeNote string       `json:"notice_note,omitempty"`
 }
 
 // CheckResult is the state of one of the six checks.
@@ -371,6 +375,7 @@ func (r *EvidenceReport) Text() string {
 			fmt.Fprintf(&b, "  #%-6d %s  %s\n", c.Index, fmtGoTime(c.RecordedAt), c.Description)
 		}
 	}
+	b.WriteString(r.noticeText())
 	if p := r.Policy; p != nil {
 		fmt.Fprintf(&b, "\nPolicy #%d, published %s: %s\n", p.Index, fmtGoTime(p.RecordedAt), p.Digest)
 		if p.Note != "" {

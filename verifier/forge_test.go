@@ -54,6 +54,7 @@ type parts struct {
 	policy   *pb.Entry
 	lastSend *pb.Entry   // bundle field 6, if any
 	extra    []*pb.Entry // more entries of the log (not in the bundle)
+	notice   *pb.Entry   // bundle field 5, if set
 }
 
 func (p *parts) send() *pb.SendDecision { return p.decision.GetSendDecision() }
@@ -128,6 +129,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	for _, e := range p.extra {
 		enc(e)
 	}
+	if p.notice != nil {
+		enc(p.notice)
+	}
 	at := map[uint64][]byte{}
 	size := uint64(0)
 	for e, d := range data {
@@ -160,6 +164,9 @@ func (f *forger) forge(t testing.TB, fixture string, relink bool, change func(p 
 	}
 	if p.lastSend != nil {
 		out.LastAllowedSend = prove(p.lastSend)
+	}
+	if p.notice != nil {
+		out.Notice = prove(p.notice)
 	}
 	j, err := protojson.Marshal(out)
 	if err != nil {

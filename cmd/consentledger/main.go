@@ -49,6 +49,12 @@ Server and operators:
     consentledger restore --data EMPTY_DIR FILE restore offline; the restored log has the same root
     consentledger keys rotate --data DIR        a new signing key signs beside the old one (restart after)
     consentledger keys retire --data DIR        end the overlap: only the newest key signs (restart after)
+    consentledger breach notification BREACH_ID [-o FILE] [--format md|html|pdf] [--lang de|en]
+                                                the Art. 33 notification draft, from the log
+    consentledger breach communication BREACH_ID [--lang de|en] [-o FILE]
+                                                the Art. 34(2) notice to the persons concerned
+    consentledger report consents [--csv|--json] [--channel C] [--purpose P] [--as-of TIME] [-o FILE]
+                                                auditor: the consent report (recorded in the log)
 
 Policy commands (for legal teams):
     consentledger policy test DIR               run the policy set's own tests

@@ -51,7 +51,8 @@ func (s *State) Apply(e *pb.Entry, ref *pb.EntryRef) {
 	switch ev := e.GetEvent().(type) {
 	case *pb.Entry_PolicyPublished:
 		s.policy = ApplyPolicy(ev.PolicyPublished, ref)
-	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed:
+	case *pb.Entry_BreachDetected, *pb.Entry_BreachAuthorityNotified, *pb.Entry_BreachSubjectsNotified, *pb.Entry_BreachClosed,
+		*pb.Entry_BreachAssessed, *pb.Entry_BreachStepCompleted:
 		id := BreachID(e)
 		if b := ApplyBreach(s.breaches[id], e, ref); b != nil {
 			s.breaches[id] = b

@@ -18,8 +18,9 @@ import (
 //     breaches, as the first wave built them.
 //   - Version 2 adds request.legal_basis, each consent's confirmed_via (the
 //     channel its double opt-in was confirmed on) and subject.objection (an
-//     objection to direct marketing), and lists each breach's channels once,
-//     known channels only.
+//     objection to direct marketing) and each consent's notice_language (the
+//     language of the published notice its grant names), and lists each
+//     breach's channels once, known channels only.
 const InputVersion = 2
 
 // KnownInputVersion reports whether this package can derive inputs of
@@ -70,6 +71,9 @@ func InputOf(version uint32, now time.Time, req *pb.SendRequest, known bool, st 
 		c.LastAllowedSendAt = rfc3339(cs.LastAllowedSendAt)
 		if v2 && cs.ConfirmedVia != pb.Channel_CHANNEL_UNSPECIFIED {
 			c.ConfirmedVia = ChannelName(cs.ConfirmedVia)
+		}
+		if v2 {
+			c.NoticeLanguage = cs.NoticeLanguage
 		}
 	}
 	if o := st.GetObjection(); v2 && o != nil {

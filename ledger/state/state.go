@@ -92,6 +92,7 @@ func ApplyGranted(ss *pb.SubjectState, g *pb.ConsentGranted, ref *pb.EntryRef) {
 			// Confirmed before it was recorded: on its own channel.
 			cs.ConfirmedAt, cs.ConfirmedVia = at(g.OccurredAt, ref), g.Channel
 		}
+		cs.NoticeLanguage, cs.NoticeIndex = g.NoticeLanguage, g.NoticeIndex
 		cs.Grant, cs.WithdrawnAt, cs.Withdrawal = ref, nil, nil
 	}
 }
@@ -196,6 +197,10 @@ func BreachID(e *pb.Entry) string {
 		return ev.BreachSubjectsNotified.GetBreachId()
 	case *pb.Entry_BreachClosed:
 		return ev.BreachClosed.GetBreachId()
+	case *pb.Entry_BreachAssessed:
+		return ev.BreachAssessed.GetBreachId()
+	case *pb.Entry_BreachStepCompleted:
+		return ev.BreachStepCompleted.GetBreachId()
 	}
 	return ""
 }
@@ -206,10 +211,13 @@ func BreachID(e *pb.Entry) string {
 // breach that does not exist returns nil.
 func ApplyBreach(b *pb.BreachState, e *pb.Entry, ref *pb.EntryRef) *pb.BreachState {
 	if d := e.GetBreachDetected(); d != nil {
-		return &pb.BreachState{
+		b = &pb.BreachState{
 			BreachId: d.BreachId, Status: BreachOpen, Detected: ref, DetectedAt: d.DetectedAt,
 			Channels: d.Channels, Risk: d.Risk, Description: d.Description,
+			PlanVersion: d.PlanVersion, PlanIndex: d.PlanIndex, ControllerRole: d.ControllerRole,
 		}
+		b.EntryIndexes = append(b.EntryIndexes, ref.GetIndex())
+		return b
 	}
 	if b == nil {
 		return nil
@@ -220,12 +228,26 @@ func ApplyBreach(b *pb.BreachState, e *pb.Entry, ref *pb.EntryRef) *pb.BreachSta
 			b.AuthorityNotifiedAt, b.AuthorityNotification = ev.BreachAuthorityNotified.NotifiedAt, ref
 		}
 	case *pb.Entry_BreachSubjectsNotified:
-		if b.SubjectsNotifiedAt == nil {
-			b.SubjectsNotifiedAt = ev.BreachSubjectsNotified.NotifiedAt
+		n := ev.BreachSubjectsNotified
+		switch {
+		case n.Exception != "":
+			// An Art. 34(3) exception recorded instead of a communication.
+			if b.SubjectsException == "" {
+				b.SubjectsException = n.Exception
+			}
+		case b.SubjectsNotifiedAt == nil:
+			b.SubjectsNotifiedAt = n.NotifiedAt
 		}
 	case *pb.Entry_BreachClosed:
 		b.Status, b.ClosedAt, b.Closure = BreachClosed, ev.BreachClosed.ClosedAt, ref
+	case *pb.Entry_BreachAssessed:
+		a := ev.BreachAssessed
+		b.Assessment, b.AssessedAt, b.AssessmentEntry = a.Level, a.AssessedAt, ref
+	case *pb.Entry_BreachStepCompleted:
+		st := ev.BreachStepCompleted
+		b.Steps = append(b.Steps, &pb.StepState{StepId: st.StepId, CompletedAt: st.CompletedAt, Entry: ref})
 	}
+	b.EntryIndexes = append(b.EntryIndexes, ref.GetIndex())
 	return b
 }
 

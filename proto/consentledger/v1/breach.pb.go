@@ -39,9 +39,20 @@ type ReportBreachRequest struct {
 	LikelyConsequences string   `protobuf:"bytes,10,opt,name=likely_consequences,json=likelyConsequences,proto3" json:"likely_consequences,omitempty"`
 	Measures           string   `protobuf:"bytes,11,opt,name=measures,proto3" json:"measures,omitempty"`
 	// Optional caller-chosen id; generated when empty.
-	BreachId      string `protobuf:"bytes,12,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BreachId string `protobuf:"bytes,12,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	// DESIGN §14: the facts the authorities' forms ask for. Free text must hold
+	// no e-mail address or phone number.
+	OccurredFrom *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=occurred_from,json=occurredFrom,proto3" json:"occurred_from,omitempty"`
+	OccurredTo   *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=occurred_to,json=occurredTo,proto3" json:"occurred_to,omitempty"`
+	// When anyone (e.g. a processor) first found it; defaults to detected_at.
+	DiscoveredAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=discovered_at,json=discoveredAt,proto3" json:"discovered_at,omitempty"`
+	HowFound     string                 `protobuf:"bytes,23,opt,name=how_found,json=howFound,proto3" json:"how_found,omitempty"`
+	// Art. 9 or 10 data concerned.
+	SpecialCategories bool     `protobuf:"varint,24,opt,name=special_categories,json=specialCategories,proto3" json:"special_categories,omitempty"`
+	SubjectCategories []string `protobuf:"bytes,25,rep,name=subject_categories,json=subjectCategories,proto3" json:"subject_categories,omitempty"`
+	Safeguards        string   `protobuf:"bytes,26,opt,name=safeguards,proto3" json:"safeguards,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ReportBreachRequest) Reset() {
@@ -154,6 +165,55 @@ func (x *ReportBreachRequest) GetMeasures() string {
 func (x *ReportBreachRequest) GetBreachId() string {
 	if x != nil {
 		return x.BreachId
+	}
+	return ""
+}
+
+func (x *ReportBreachRequest) GetOccurredFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredFrom
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetOccurredTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredTo
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetDiscoveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscoveredAt
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetHowFound() string {
+	if x != nil {
+		return x.HowFound
+	}
+	return ""
+}
+
+func (x *ReportBreachRequest) GetSpecialCategories() bool {
+	if x != nil {
+		return x.SpecialCategories
+	}
+	return false
+}
+
+func (x *ReportBreachRequest) GetSubjectCategories() []string {
+	if x != nil {
+		return x.SubjectCategories
+	}
+	return nil
+}
+
+func (x *ReportBreachRequest) GetSafeguards() string {
+	if x != nil {
+		return x.Safeguards
 	}
 	return ""
 }
@@ -373,8 +433,12 @@ type RecordSubjectNotificationRequest struct {
 	Method           string                 `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
 	SubjectsNotified uint64                 `protobuf:"varint,4,opt,name=subjects_notified,json=subjectsNotified,proto3" json:"subjects_notified,omitempty"`
 	IdempotencyKey   string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Instead of a communication: the Art. 34(3) exception "a", "b" or "c".
+	Exception string `protobuf:"bytes,20,opt,name=exception,proto3" json:"exception,omitempty"`
+	// Required with exception.
+	ExceptionReason string `protobuf:"bytes,21,opt,name=exception_reason,json=exceptionReason,proto3" json:"exception_reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RecordSubjectNotificationRequest) Reset() {
@@ -438,6 +502,20 @@ func (x *RecordSubjectNotificationRequest) GetSubjectsNotified() uint64 {
 func (x *RecordSubjectNotificationRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *RecordSubjectNotificationRequest) GetException() string {
+	if x != nil {
+		return x.Exception
+	}
+	return ""
+}
+
+func (x *RecordSubjectNotificationRequest) GetExceptionReason() string {
+	if x != nil {
+		return x.ExceptionReason
 	}
 	return ""
 }
@@ -728,8 +806,27 @@ type Breach struct {
 	Entry              *EntryRef              `protobuf:"bytes,12,opt,name=entry,proto3" json:"entry,omitempty"`
 	SubjectsNotifiedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=subjects_notified_at,json=subjectsNotifiedAt,proto3" json:"subjects_notified_at,omitempty"`
 	ClosedAt           *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// DESIGN §14. "" (not assessed: treated as notifiable), "no_risk", "risk", "high_risk".
+	Assessment string `protobuf:"bytes,20,opt,name=assessment,proto3" json:"assessment,omitempty"`
+	// Whether the breach must be notified (to the authority, or for a
+	// processor to its controllers): not assessed no_risk.
+	Notifiable bool `protobuf:"varint,21,opt,name=notifiable,proto3" json:"notifiable,omitempty"`
+	// What is owed, in words: "notify the supervisory authority within 72 h
+	// (Art. 33(1))", "notify the controllers without undue delay (Art. 33(2))",
+	// "document only (Art. 33(5))".
+	Obligation string `protobuf:"bytes,22,opt,name=obligation,proto3" json:"obligation,omitempty"`
+	// high_risk only: neither a communication nor an exception is recorded.
+	SubjectsOverdue bool `protobuf:"varint,23,opt,name=subjects_overdue,json=subjectsOverdue,proto3" json:"subjects_overdue,omitempty"`
+	// The Art. 34(3) exception recorded, if any.
+	SubjectsException string        `protobuf:"bytes,24,opt,name=subjects_exception,json=subjectsException,proto3" json:"subjects_exception,omitempty"`
+	PlanVersion       string        `protobuf:"bytes,25,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	Steps             []*BreachStep `protobuf:"bytes,26,rep,name=steps,proto3" json:"steps,omitempty"`
+	// Who is informed at once: the DPO, or the contact point where no DPO is required.
+	Contact *ContactPerson `protobuf:"bytes,27,opt,name=contact,proto3" json:"contact,omitempty"`
+	// "controller" or "processor".
+	ControllerRole string `protobuf:"bytes,28,opt,name=controller_role,json=controllerRole,proto3" json:"controller_role,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Breach) Reset() {
@@ -860,11 +957,902 @@ func (x *Breach) GetClosedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Breach) GetAssessment() string {
+	if x != nil {
+		return x.Assessment
+	}
+	return ""
+}
+
+func (x *Breach) GetNotifiable() bool {
+	if x != nil {
+		return x.Notifiable
+	}
+	return false
+}
+
+func (x *Breach) GetObligation() string {
+	if x != nil {
+		return x.Obligation
+	}
+	return ""
+}
+
+func (x *Breach) GetSubjectsOverdue() bool {
+	if x != nil {
+		return x.SubjectsOverdue
+	}
+	return false
+}
+
+func (x *Breach) GetSubjectsException() string {
+	if x != nil {
+		return x.SubjectsException
+	}
+	return ""
+}
+
+func (x *Breach) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *Breach) GetSteps() []*BreachStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Breach) GetContact() *ContactPerson {
+	if x != nil {
+		return x.Contact
+	}
+	return nil
+}
+
+func (x *Breach) GetControllerRole() string {
+	if x != nil {
+		return x.ControllerRole
+	}
+	return ""
+}
+
+// BreachStep is one step of the plan for one breach.
+type BreachStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title     string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	OwnerRole string                 `protobuf:"bytes,3,opt,name=owner_role,json=ownerRole,proto3" json:"owner_role,omitempty"`
+	// "done", "open" or "not_applicable".
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Absent for an ongoing step.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Overdue       bool                   `protobuf:"varint,6,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachStep) Reset() {
+	*x = BreachStep{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachStep) ProtoMessage() {}
+
+func (x *BreachStep) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachStep.ProtoReflect.Descriptor instead.
+func (*BreachStep) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BreachStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BreachStep) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *BreachStep) GetOwnerRole() string {
+	if x != nil {
+		return x.OwnerRole
+	}
+	return ""
+}
+
+func (x *BreachStep) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *BreachStep) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *BreachStep) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+func (x *BreachStep) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+// ContactPerson is the configured DPO or contact point.
+type ContactPerson struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "dpo" or "contact_point" (a contact point is never labelled DPO).
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Email         string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	Phone         string `protobuf:"bytes,4,opt,name=phone,proto3" json:"phone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactPerson) Reset() {
+	*x = ContactPerson{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactPerson) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactPerson) ProtoMessage() {}
+
+func (x *ContactPerson) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactPerson.ProtoReflect.Descriptor instead.
+func (*ContactPerson) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ContactPerson) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ContactPerson) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContactPerson) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ContactPerson) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+// Organisation is the configured controller (or processor).
+type Organisation struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// "controller" or "processor".
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Organisation) Reset() {
+	*x = Organisation{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Organisation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Organisation) ProtoMessage() {}
+
+func (x *Organisation) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Organisation.ProtoReflect.Descriptor instead.
+func (*Organisation) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Organisation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Organisation) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Organisation) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+// Authority is the configured supervisory authority.
+type Authority struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authority) Reset() {
+	*x = Authority{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authority) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authority) ProtoMessage() {}
+
+func (x *Authority) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authority.ProtoReflect.Descriptor instead.
+func (*Authority) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Authority) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Authority) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+type AssessBreachRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BreachId string                 `protobuf:"bytes,1,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	// "no_risk", "risk" or "high_risk".
+	Level string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	// Required: why (e.g. after the DSK's short paper 18).
+	Reasoning string `protobuf:"bytes,3,opt,name=reasoning,proto3" json:"reasoning,omitempty"`
+	// Defaults to now.
+	AssessedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AssessBreachRequest) Reset() {
+	*x = AssessBreachRequest{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssessBreachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssessBreachRequest) ProtoMessage() {}
+
+func (x *AssessBreachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssessBreachRequest.ProtoReflect.Descriptor instead.
+func (*AssessBreachRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AssessBreachRequest) GetBreachId() string {
+	if x != nil {
+		return x.BreachId
+	}
+	return ""
+}
+
+func (x *AssessBreachRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *AssessBreachRequest) GetReasoning() string {
+	if x != nil {
+		return x.Reasoning
+	}
+	return ""
+}
+
+func (x *AssessBreachRequest) GetAssessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssessedAt
+	}
+	return nil
+}
+
+func (x *AssessBreachRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type AssessBreachResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Breach        *Breach                `protobuf:"bytes,2,opt,name=breach,proto3" json:"breach,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssessBreachResponse) Reset() {
+	*x = AssessBreachResponse{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssessBreachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssessBreachResponse) ProtoMessage() {}
+
+func (x *AssessBreachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssessBreachResponse.ProtoReflect.Descriptor instead.
+func (*AssessBreachResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AssessBreachResponse) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *AssessBreachResponse) GetBreach() *Breach {
+	if x != nil {
+		return x.Breach
+	}
+	return nil
+}
+
+type CompleteStepRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BreachId string                 `protobuf:"bytes,1,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	// A step id of the breach's plan.
+	StepId string `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// Defaults to now.
+	CompletedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Note           string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CompleteStepRequest) Reset() {
+	*x = CompleteStepRequest{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteStepRequest) ProtoMessage() {}
+
+func (x *CompleteStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteStepRequest.ProtoReflect.Descriptor instead.
+func (*CompleteStepRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CompleteStepRequest) GetBreachId() string {
+	if x != nil {
+		return x.BreachId
+	}
+	return ""
+}
+
+func (x *CompleteStepRequest) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *CompleteStepRequest) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *CompleteStepRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *CompleteStepRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type CompleteStepResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteStepResponse) Reset() {
+	*x = CompleteStepResponse{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteStepResponse) ProtoMessage() {}
+
+func (x *CompleteStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteStepResponse.ProtoReflect.Descriptor instead.
+func (*CompleteStepResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CompleteStepResponse) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type PublishPlanRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Empty: the default steps (DESIGN §14).
+	Steps          []*PlanStep `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	Note           string      `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	IdempotencyKey string      `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PublishPlanRequest) Reset() {
+	*x = PublishPlanRequest{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishPlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishPlanRequest) ProtoMessage() {}
+
+func (x *PublishPlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishPlanRequest.ProtoReflect.Descriptor instead.
+func (*PublishPlanRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PublishPlanRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PublishPlanRequest) GetSteps() []*PlanStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *PublishPlanRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *PublishPlanRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type PublishPlanResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Steps         []*PlanStep            `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishPlanResponse) Reset() {
+	*x = PublishPlanResponse{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishPlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishPlanResponse) ProtoMessage() {}
+
+func (x *PublishPlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishPlanResponse.ProtoReflect.Descriptor instead.
+func (*PublishPlanResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PublishPlanResponse) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *PublishPlanResponse) GetSteps() []*PlanStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type GetBreachRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BreachId      string                 `protobuf:"bytes,1,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBreachRequest) Reset() {
+	*x = GetBreachRequest{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBreachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBreachRequest) ProtoMessage() {}
+
+func (x *GetBreachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBreachRequest.ProtoReflect.Descriptor instead.
+func (*GetBreachRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetBreachRequest) GetBreachId() string {
+	if x != nil {
+		return x.BreachId
+	}
+	return ""
+}
+
+type GetBreachResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Breach *Breach                `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	// Every entry about the breach, in log order.
+	Entries       []*BreachEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	Controller    *Organisation  `protobuf:"bytes,3,opt,name=controller,proto3" json:"controller,omitempty"`
+	Contact       *ContactPerson `protobuf:"bytes,4,opt,name=contact,proto3" json:"contact,omitempty"`
+	Authority     *Authority     `protobuf:"bytes,5,opt,name=authority,proto3" json:"authority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBreachResponse) Reset() {
+	*x = GetBreachResponse{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBreachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBreachResponse) ProtoMessage() {}
+
+func (x *GetBreachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBreachResponse.ProtoReflect.Descriptor instead.
+func (*GetBreachResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetBreachResponse) GetBreach() *Breach {
+	if x != nil {
+		return x.Breach
+	}
+	return nil
+}
+
+func (x *GetBreachResponse) GetEntries() []*BreachEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *GetBreachResponse) GetController() *Organisation {
+	if x != nil {
+		return x.Controller
+	}
+	return nil
+}
+
+func (x *GetBreachResponse) GetContact() *ContactPerson {
+	if x != nil {
+		return x.Contact
+	}
+	return nil
+}
+
+func (x *GetBreachResponse) GetAuthority() *Authority {
+	if x != nil {
+		return x.Authority
+	}
+	return nil
+}
+
+// BreachEntry is one entry about a breach.
+type BreachEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Entry         *Entry                 `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachEntry) Reset() {
+	*x = BreachEntry{}
+	mi := &file_consentledger_v1_breach_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachEntry) ProtoMessage() {}
+
+func (x *BreachEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_breach_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachEntry.ProtoReflect.Descriptor instead.
+func (*BreachEntry) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_breach_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BreachEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *BreachEntry) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
 var File_consentledger_v1_breach_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconsentledger/v1/breach.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x03\n" +
+	"\x1dconsentledger/v1/breach.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/entry.proto\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x06\n" +
 	"\x13ReportBreachRequest\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12;\n" +
 	"\vdetected_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -879,7 +1867,17 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\x13likely_consequences\x18\n" +
 	" \x01(\tR\x12likelyConsequences\x12\x1a\n" +
 	"\bmeasures\x18\v \x01(\tR\bmeasures\x12\x1b\n" +
-	"\tbreach_id\x18\f \x01(\tR\bbreachId\"\x9d\x01\n" +
+	"\tbreach_id\x18\f \x01(\tR\bbreachId\x12?\n" +
+	"\roccurred_from\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\foccurredFrom\x12;\n" +
+	"\voccurred_to\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredTo\x12?\n" +
+	"\rdiscovered_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\fdiscoveredAt\x12\x1b\n" +
+	"\thow_found\x18\x17 \x01(\tR\bhowFound\x12-\n" +
+	"\x12special_categories\x18\x18 \x01(\bR\x11specialCategories\x12-\n" +
+	"\x12subject_categories\x18\x19 \x03(\tR\x11subjectCategories\x12\x1e\n" +
+	"\n" +
+	"safeguards\x18\x1a \x01(\tR\n" +
+	"safeguards\"\x9d\x01\n" +
 	"\x14ReportBreachResponse\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x120\n" +
 	"\x05entry\x18\x02 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x126\n" +
@@ -895,14 +1893,16 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"\x81\x01\n" +
 	"#RecordAuthorityNotificationResponse\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12(\n" +
-	"\x10notified_in_time\x18\x02 \x01(\bR\x0enotifiedInTime\"\xea\x01\n" +
+	"\x10notified_in_time\x18\x02 \x01(\bR\x0enotifiedInTime\"\xb3\x02\n" +
 	" RecordSubjectNotificationRequest\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12;\n" +
 	"\vnotified_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"notifiedAt\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12+\n" +
 	"\x11subjects_notified\x18\x04 \x01(\x04R\x10subjectsNotified\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"U\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x1c\n" +
+	"\texception\x18\x14 \x01(\tR\texception\x12)\n" +
+	"\x10exception_reason\x18\x15 \x01(\tR\x0fexceptionReason\"U\n" +
 	"!RecordSubjectNotificationResponse\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xad\x01\n" +
 	"\x12CloseBreachRequest\x12\x1b\n" +
@@ -918,7 +1918,7 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListBreachesResponse\x124\n" +
 	"\bbreaches\x18\x01 \x03(\v2\x18.consentledger.v1.BreachR\bbreaches\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x95\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\b\n" +
 	"\x06Breach\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
@@ -935,13 +1935,93 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\vdescription\x18\v \x01(\tR\vdescription\x120\n" +
 	"\x05entry\x18\f \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12L\n" +
 	"\x14subjects_notified_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x12subjectsNotifiedAt\x127\n" +
-	"\tclosed_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt2\xbd\x04\n" +
+	"\tclosed_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x1e\n" +
+	"\n" +
+	"assessment\x18\x14 \x01(\tR\n" +
+	"assessment\x12\x1e\n" +
+	"\n" +
+	"notifiable\x18\x15 \x01(\bR\n" +
+	"notifiable\x12\x1e\n" +
+	"\n" +
+	"obligation\x18\x16 \x01(\tR\n" +
+	"obligation\x12)\n" +
+	"\x10subjects_overdue\x18\x17 \x01(\bR\x0fsubjectsOverdue\x12-\n" +
+	"\x12subjects_exception\x18\x18 \x01(\tR\x11subjectsException\x12!\n" +
+	"\fplan_version\x18\x19 \x01(\tR\vplanVersion\x122\n" +
+	"\x05steps\x18\x1a \x03(\v2\x1c.consentledger.v1.BreachStepR\x05steps\x129\n" +
+	"\acontact\x18\x1b \x01(\v2\x1f.consentledger.v1.ContactPersonR\acontact\x12'\n" +
+	"\x0fcontroller_role\x18\x1c \x01(\tR\x0econtrollerRole\"\xfa\x01\n" +
+	"\n" +
+	"BreachStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1d\n" +
+	"\n" +
+	"owner_role\x18\x03 \x01(\tR\townerRole\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x126\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x18\n" +
+	"\aoverdue\x18\x06 \x01(\bR\aoverdue\x12=\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"c\n" +
+	"\rContactPerson\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12\x14\n" +
+	"\x05phone\x18\x04 \x01(\tR\x05phone\"P\n" +
+	"\fOrganisation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\"1\n" +
+	"\tAuthority\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\"\xcc\x01\n" +
+	"\x13AssessBreachRequest\x12\x1b\n" +
+	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x1c\n" +
+	"\treasoning\x18\x03 \x01(\tR\treasoning\x12;\n" +
+	"\vassessed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assessedAt\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"z\n" +
+	"\x14AssessBreachResponse\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x120\n" +
+	"\x06breach\x18\x02 \x01(\v2\x18.consentledger.v1.BreachR\x06breach\"\xc7\x01\n" +
+	"\x13CompleteStepRequest\x12\x1b\n" +
+	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"H\n" +
+	"\x14CompleteStepResponse\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\x9d\x01\n" +
+	"\x12PublishPlanRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x120\n" +
+	"\x05steps\x18\x02 \x03(\v2\x1a.consentledger.v1.PlanStepR\x05steps\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"y\n" +
+	"\x13PublishPlanResponse\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x120\n" +
+	"\x05steps\x18\x02 \x03(\v2\x1a.consentledger.v1.PlanStepR\x05steps\"/\n" +
+	"\x10GetBreachRequest\x12\x1b\n" +
+	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\"\xb4\x02\n" +
+	"\x11GetBreachResponse\x120\n" +
+	"\x06breach\x18\x01 \x01(\v2\x18.consentledger.v1.BreachR\x06breach\x127\n" +
+	"\aentries\x18\x02 \x03(\v2\x1d.consentledger.v1.BreachEntryR\aentries\x12>\n" +
+	"\n" +
+	"controller\x18\x03 \x01(\v2\x1e.consentledger.v1.OrganisationR\n" +
+	"controller\x129\n" +
+	"\acontact\x18\x04 \x01(\v2\x1f.consentledger.v1.ContactPersonR\acontact\x129\n" +
+	"\tauthority\x18\x05 \x01(\v2\x1b.consentledger.v1.AuthorityR\tauthority\"R\n" +
+	"\vBreachEntry\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12-\n" +
+	"\x05entry\x18\x02 \x01(\v2\x17.consentledger.v1.EntryR\x05entry2\xad\a\n" +
 	"\rBreachService\x12]\n" +
 	"\fReportBreach\x12%.consentledger.v1.ReportBreachRequest\x1a&.consentledger.v1.ReportBreachResponse\x12\x8a\x01\n" +
 	"\x1bRecordAuthorityNotification\x124.consentledger.v1.RecordAuthorityNotificationRequest\x1a5.consentledger.v1.RecordAuthorityNotificationResponse\x12\x84\x01\n" +
 	"\x19RecordSubjectNotification\x122.consentledger.v1.RecordSubjectNotificationRequest\x1a3.consentledger.v1.RecordSubjectNotificationResponse\x12Z\n" +
 	"\vCloseBreach\x12$.consentledger.v1.CloseBreachRequest\x1a%.consentledger.v1.CloseBreachResponse\x12]\n" +
-	"\fListBreaches\x12%.consentledger.v1.ListBreachesRequest\x1a&.consentledger.v1.ListBreachesResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\fListBreaches\x12%.consentledger.v1.ListBreachesRequest\x1a&.consentledger.v1.ListBreachesResponse\x12]\n" +
+	"\fAssessBreach\x12%.consentledger.v1.AssessBreachRequest\x1a&.consentledger.v1.AssessBreachResponse\x12]\n" +
+	"\fCompleteStep\x12%.consentledger.v1.CompleteStepRequest\x1a&.consentledger.v1.CompleteStepResponse\x12Z\n" +
+	"\vPublishPlan\x12$.consentledger.v1.PublishPlanRequest\x1a%.consentledger.v1.PublishPlanResponse\x12T\n" +
+	"\tGetBreach\x12\".consentledger.v1.GetBreachRequest\x1a#.consentledger.v1.GetBreachResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_breach_proto_rawDescOnce sync.Once
@@ -955,7 +2035,7 @@ func file_consentledger_v1_breach_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_breach_proto_rawDescData
 }
 
-var file_consentledger_v1_breach_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_consentledger_v1_breach_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_consentledger_v1_breach_proto_goTypes = []any{
 	(*ReportBreachRequest)(nil),                 // 0: consentledger.v1.ReportBreachRequest
 	(*ReportBreachResponse)(nil),                // 1: consentledger.v1.ReportBreachResponse
@@ -968,44 +2048,88 @@ var file_consentledger_v1_breach_proto_goTypes = []any{
 	(*ListBreachesRequest)(nil),                 // 8: consentledger.v1.ListBreachesRequest
 	(*ListBreachesResponse)(nil),                // 9: consentledger.v1.ListBreachesResponse
 	(*Breach)(nil),                              // 10: consentledger.v1.Breach
-	(*timestamppb.Timestamp)(nil),               // 11: google.protobuf.Timestamp
-	(Channel)(0),                                // 12: consentledger.v1.Channel
-	(*EntryRef)(nil),                            // 13: consentledger.v1.EntryRef
+	(*BreachStep)(nil),                          // 11: consentledger.v1.BreachStep
+	(*ContactPerson)(nil),                       // 12: consentledger.v1.ContactPerson
+	(*Organisation)(nil),                        // 13: consentledger.v1.Organisation
+	(*Authority)(nil),                           // 14: consentledger.v1.Authority
+	(*AssessBreachRequest)(nil),                 // 15: consentledger.v1.AssessBreachRequest
+	(*AssessBreachResponse)(nil),                // 16: consentledger.v1.AssessBreachResponse
+	(*CompleteStepRequest)(nil),                 // 17: consentledger.v1.CompleteStepRequest
+	(*CompleteStepResponse)(nil),                // 18: consentledger.v1.CompleteStepResponse
+	(*PublishPlanRequest)(nil),                  // 19: consentledger.v1.PublishPlanRequest
+	(*PublishPlanResponse)(nil),                 // 20: consentledger.v1.PublishPlanResponse
+	(*GetBreachRequest)(nil),                    // 21: consentledger.v1.GetBreachRequest
+	(*GetBreachResponse)(nil),                   // 22: consentledger.v1.GetBreachResponse
+	(*BreachEntry)(nil),                         // 23: consentledger.v1.BreachEntry
+	(*timestamppb.Timestamp)(nil),               // 24: google.protobuf.Timestamp
+	(Channel)(0),                                // 25: consentledger.v1.Channel
+	(*EntryRef)(nil),                            // 26: consentledger.v1.EntryRef
+	(*PlanStep)(nil),                            // 27: consentledger.v1.PlanStep
+	(*Entry)(nil),                               // 28: consentledger.v1.Entry
 }
 var file_consentledger_v1_breach_proto_depIdxs = []int32{
-	11, // 0: consentledger.v1.ReportBreachRequest.detected_at:type_name -> google.protobuf.Timestamp
-	12, // 1: consentledger.v1.ReportBreachRequest.channels:type_name -> consentledger.v1.Channel
-	13, // 2: consentledger.v1.ReportBreachResponse.entry:type_name -> consentledger.v1.EntryRef
-	11, // 3: consentledger.v1.ReportBreachResponse.deadline:type_name -> google.protobuf.Timestamp
-	11, // 4: consentledger.v1.RecordAuthorityNotificationRequest.notified_at:type_name -> google.protobuf.Timestamp
-	13, // 5: consentledger.v1.RecordAuthorityNotificationResponse.entry:type_name -> consentledger.v1.EntryRef
-	11, // 6: consentledger.v1.RecordSubjectNotificationRequest.notified_at:type_name -> google.protobuf.Timestamp
-	13, // 7: consentledger.v1.RecordSubjectNotificationResponse.entry:type_name -> consentledger.v1.EntryRef
-	11, // 8: consentledger.v1.CloseBreachRequest.closed_at:type_name -> google.protobuf.Timestamp
-	13, // 9: consentledger.v1.CloseBreachResponse.entry:type_name -> consentledger.v1.EntryRef
-	10, // 10: consentledger.v1.ListBreachesResponse.breaches:type_name -> consentledger.v1.Breach
-	11, // 11: consentledger.v1.Breach.detected_at:type_name -> google.protobuf.Timestamp
-	11, // 12: consentledger.v1.Breach.deadline:type_name -> google.protobuf.Timestamp
-	11, // 13: consentledger.v1.Breach.authority_notified_at:type_name -> google.protobuf.Timestamp
-	12, // 14: consentledger.v1.Breach.channels:type_name -> consentledger.v1.Channel
-	13, // 15: consentledger.v1.Breach.entry:type_name -> consentledger.v1.EntryRef
-	11, // 16: consentledger.v1.Breach.subjects_notified_at:type_name -> google.protobuf.Timestamp
-	11, // 17: consentledger.v1.Breach.closed_at:type_name -> google.protobuf.Timestamp
-	0,  // 18: consentledger.v1.BreachService.ReportBreach:input_type -> consentledger.v1.ReportBreachRequest
-	2,  // 19: consentledger.v1.BreachService.RecordAuthorityNotification:input_type -> consentledger.v1.RecordAuthorityNotificationRequest
-	4,  // 20: consentledger.v1.BreachService.RecordSubjectNotification:input_type -> consentledger.v1.RecordSubjectNotificationRequest
-	6,  // 21: consentledger.v1.BreachService.CloseBreach:input_type -> consentledger.v1.CloseBreachRequest
-	8,  // 22: consentledger.v1.BreachService.ListBreaches:input_type -> consentledger.v1.ListBreachesRequest
-	1,  // 23: consentledger.v1.BreachService.ReportBreach:output_type -> consentledger.v1.ReportBreachResponse
-	3,  // 24: consentledger.v1.BreachService.RecordAuthorityNotification:output_type -> consentledger.v1.RecordAuthorityNotificationResponse
-	5,  // 25: consentledger.v1.BreachService.RecordSubjectNotification:output_type -> consentledger.v1.RecordSubjectNotificationResponse
-	7,  // 26: consentledger.v1.BreachService.CloseBreach:output_type -> consentledger.v1.CloseBreachResponse
-	9,  // 27: consentledger.v1.BreachService.ListBreaches:output_type -> consentledger.v1.ListBreachesResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 0: consentledger.v1.ReportBreachRequest.detected_at:type_name -> google.protobuf.Timestamp
+	25, // 1: consentledger.v1.ReportBreachRequest.channels:type_name -> consentledger.v1.Channel
+	24, // 2: consentledger.v1.ReportBreachRequest.occurred_from:type_name -> google.protobuf.Timestamp
+	24, // 3: consentledger.v1.ReportBreachRequest.occurred_to:type_name -> google.protobuf.Timestamp
+	24, // 4: consentledger.v1.ReportBreachRequest.discovered_at:type_name -> google.protobuf.Timestamp
+	26, // 5: consentledger.v1.ReportBreachResponse.entry:type_name -> consentledger.v1.EntryRef
+	24, // 6: consentledger.v1.ReportBreachResponse.deadline:type_name -> google.protobuf.Timestamp
+	24, // 7: consentledger.v1.RecordAuthorityNotificationRequest.notified_at:type_name -> google.protobuf.Timestamp
+	26, // 8: consentledger.v1.RecordAuthorityNotificationResponse.entry:type_name -> consentledger.v1.EntryRef
+	24, // 9: consentledger.v1.RecordSubjectNotificationRequest.notified_at:type_name -> google.protobuf.Timestamp
+	26, // 10: consentledger.v1.RecordSubjectNotificationResponse.entry:type_name -> consentledger.v1.EntryRef
+	24, // 11: consentledger.v1.CloseBreachRequest.closed_at:type_name -> google.protobuf.Timestamp
+	26, // 12: consentledger.v1.CloseBreachResponse.entry:type_name -> consentledger.v1.EntryRef
+	10, // 13: consentledger.v1.ListBreachesResponse.breaches:type_name -> consentledger.v1.Breach
+	24, // 14: consentledger.v1.Breach.detected_at:type_name -> google.protobuf.Timestamp
+	24, // 15: consentledger.v1.Breach.deadline:type_name -> google.protobuf.Timestamp
+	24, // 16: consentledger.v1.Breach.authority_notified_at:type_name -> google.protobuf.Timestamp
+	25, // 17: consentledger.v1.Breach.channels:type_name -> consentledger.v1.Channel
+	26, // 18: consentledger.v1.Breach.entry:type_name -> consentledger.v1.EntryRef
+	24, // 19: consentledger.v1.Breach.subjects_notified_at:type_name -> google.protobuf.Timestamp
+	24, // 20: consentledger.v1.Breach.closed_at:type_name -> google.protobuf.Timestamp
+	11, // 21: consentledger.v1.Breach.steps:type_name -> consentledger.v1.BreachStep
+	12, // 22: consentledger.v1.Breach.contact:type_name -> consentledger.v1.ContactPerson
+	24, // 23: consentledger.v1.BreachStep.deadline:type_name -> google.protobuf.Timestamp
+	24, // 24: consentledger.v1.BreachStep.completed_at:type_name -> google.protobuf.Timestamp
+	24, // 25: consentledger.v1.AssessBreachRequest.assessed_at:type_name -> google.protobuf.Timestamp
+	26, // 26: consentledger.v1.AssessBreachResponse.entry:type_name -> consentledger.v1.EntryRef
+	10, // 27: consentledger.v1.AssessBreachResponse.breach:type_name -> consentledger.v1.Breach
+	24, // 28: consentledger.v1.CompleteStepRequest.completed_at:type_name -> google.protobuf.Timestamp
+	26, // 29: consentledger.v1.CompleteStepResponse.entry:type_name -> consentledger.v1.EntryRef
+	27, // 30: consentledger.v1.PublishPlanRequest.steps:type_name -> consentledger.v1.PlanStep
+	26, // 31: consentledger.v1.PublishPlanResponse.entry:type_name -> consentledger.v1.EntryRef
+	27, // 32: consentledger.v1.PublishPlanResponse.steps:type_name -> consentledger.v1.PlanStep
+	10, // 33: consentledger.v1.GetBreachResponse.breach:type_name -> consentledger.v1.Breach
+	23, // 34: consentledger.v1.GetBreachResponse.entries:type_name -> consentledger.v1.BreachEntry
+	13, // 35: consentledger.v1.GetBreachResponse.controller:type_name -> consentledger.v1.Organisation
+	12, // 36: consentledger.v1.GetBreachResponse.contact:type_name -> consentledger.v1.ContactPerson
+	14, // 37: consentledger.v1.GetBreachResponse.authority:type_name -> consentledger.v1.Authority
+	28, // 38: consentledger.v1.BreachEntry.entry:type_name -> consentledger.v1.Entry
+	0,  // 39: consentledger.v1.BreachService.ReportBreach:input_type -> consentledger.v1.ReportBreachRequest
+	2,  // 40: consentledger.v1.BreachService.RecordAuthorityNotification:input_type -> consentledger.v1.RecordAuthorityNotificationRequest
+	4,  // 41: consentledger.v1.BreachService.RecordSubjectNotification:input_type -> consentledger.v1.RecordSubjectNotificationRequest
+	6,  // 42: consentledger.v1.BreachService.CloseBreach:input_type -> consentledger.v1.CloseBreachRequest
+	8,  // 43: consentledger.v1.BreachService.ListBreaches:input_type -> consentledger.v1.ListBreachesRequest
+	15, // 44: consentledger.v1.BreachService.AssessBreach:input_type -> consentledger.v1.AssessBreachRequest
+	17, // 45: consentledger.v1.BreachService.CompleteStep:input_type -> consentledger.v1.CompleteStepRequest
+	19, // 46: consentledger.v1.BreachService.PublishPlan:input_type -> consentledger.v1.PublishPlanRequest
+	21, // 47: consentledger.v1.BreachService.GetBreach:input_type -> consentledger.v1.GetBreachRequest
+	1,  // 48: consentledger.v1.BreachService.ReportBreach:output_type -> consentledger.v1.ReportBreachResponse
+	3,  // 49: consentledger.v1.BreachService.RecordAuthorityNotification:output_type -> consentledger.v1.RecordAuthorityNotificationResponse
+	5,  // 50: consentledger.v1.BreachService.RecordSubjectNotification:output_type -> consentledger.v1.RecordSubjectNotificationResponse
+	7,  // 51: consentledger.v1.BreachService.CloseBreach:output_type -> consentledger.v1.CloseBreachResponse
+	9,  // 52: consentledger.v1.BreachService.ListBreaches:output_type -> consentledger.v1.ListBreachesResponse
+	16, // 53: consentledger.v1.BreachService.AssessBreach:output_type -> consentledger.v1.AssessBreachResponse
+	18, // 54: consentledger.v1.BreachService.CompleteStep:output_type -> consentledger.v1.CompleteStepResponse
+	20, // 55: consentledger.v1.BreachService.PublishPlan:output_type -> consentledger.v1.PublishPlanResponse
+	22, // 56: consentledger.v1.BreachService.GetBreach:output_type -> consentledger.v1.GetBreachResponse
+	48, // [48:57] is the sub-list for method output_type
+	39, // [39:48] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_breach_proto_init() }
@@ -1013,6 +2137,7 @@ func file_consentledger_v1_breach_proto_init() {
 	if File_consentledger_v1_breach_proto != nil {
 		return
 	}
+	file_consentledger_v1_entry_proto_init()
 	file_consentledger_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1020,7 +2145,7 @@ func file_consentledger_v1_breach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_breach_proto_rawDesc), len(file_consentledger_v1_breach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,8 +35,11 @@ type RecordOptInRequest struct {
 	OccurredAt           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	DoubleOptInConfirmed bool                   `protobuf:"varint,8,opt,name=double_opt_in_confirmed,json=doubleOptInConfirmed,proto3" json:"double_opt_in_confirmed,omitempty"`
 	IdempotencyKey       string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The language of the notice shown (DESIGN §14); default: the language the
+	// notice version was published in (required when it was published in several).
+	NoticeLanguage string `protobuf:"bytes,20,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RecordOptInRequest) Reset() {
@@ -128,6 +131,13 @@ func (x *RecordOptInRequest) GetDoubleOptInConfirmed() bool {
 func (x *RecordOptInRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *RecordOptInRequest) GetNoticeLanguage() string {
+	if x != nil {
+		return x.NoticeLanguage
 	}
 	return ""
 }
@@ -1006,7 +1016,7 @@ var File_consentledger_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\n" +
-	"\x1econsentledger/v1/consent.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/state.proto\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x03\n" +
+	"\x1econsentledger/v1/consent.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/state.proto\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x03\n" +
 	"\x12RecordOptInRequest\x123\n" +
 	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x123\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
@@ -1017,7 +1027,8 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\voccurred_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x125\n" +
 	"\x17double_opt_in_confirmed\x18\b \x01(\bR\x14doubleOptInConfirmed\x12'\n" +
-	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\"G\n" +
+	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12'\n" +
+	"\x0fnotice_language\x18\x14 \x01(\tR\x0enoticeLanguage\"G\n" +
 	"\x13RecordOptInResponse\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xc1\x02\n" +
 	"\x13ConfirmOptInRequest\x123\n" +

@@ -66,6 +66,11 @@ type Entry struct {
 	//	*Entry_BreachClosed
 	//	*Entry_SubjectErased
 	//	*Entry_InboundReview
+	//	*Entry_NoticePublished
+	//	*Entry_BreachAssessed
+	//	*Entry_PlanPublished
+	//	*Entry_BreachStepCompleted
+	//	*Entry_ReportExported
 	Event         isEntry_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -284,6 +289,51 @@ func (x *Entry) GetInboundReview() *InboundReview {
 	return nil
 }
 
+func (x *Entry) GetNoticePublished() *NoticePublished {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_NoticePublished); ok {
+			return x.NoticePublished
+		}
+	}
+	return nil
+}
+
+func (x *Entry) GetBreachAssessed() *BreachAssessed {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_BreachAssessed); ok {
+			return x.BreachAssessed
+		}
+	}
+	return nil
+}
+
+func (x *Entry) GetPlanPublished() *PlanPublished {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_PlanPublished); ok {
+			return x.PlanPublished
+		}
+	}
+	return nil
+}
+
+func (x *Entry) GetBreachStepCompleted() *BreachStepCompleted {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_BreachStepCompleted); ok {
+			return x.BreachStepCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Entry) GetReportExported() *ReportExported {
+	if x != nil {
+		if x, ok := x.Event.(*Entry_ReportExported); ok {
+			return x.ReportExported
+		}
+	}
+	return nil
+}
+
 type isEntry_Event interface {
 	isEntry_Event()
 }
@@ -332,6 +382,27 @@ type Entry_InboundReview struct {
 	InboundReview *InboundReview `protobuf:"bytes,30,opt,name=inbound_review,json=inboundReview,proto3,oneof"`
 }
 
+type Entry_NoticePublished struct {
+	// DESIGN §14.
+	NoticePublished *NoticePublished `protobuf:"bytes,31,opt,name=notice_published,json=noticePublished,proto3,oneof"`
+}
+
+type Entry_BreachAssessed struct {
+	BreachAssessed *BreachAssessed `protobuf:"bytes,32,opt,name=breach_assessed,json=breachAssessed,proto3,oneof"`
+}
+
+type Entry_PlanPublished struct {
+	PlanPublished *PlanPublished `protobuf:"bytes,33,opt,name=plan_published,json=planPublished,proto3,oneof"`
+}
+
+type Entry_BreachStepCompleted struct {
+	BreachStepCompleted *BreachStepCompleted `protobuf:"bytes,34,opt,name=breach_step_completed,json=breachStepCompleted,proto3,oneof"`
+}
+
+type Entry_ReportExported struct {
+	ReportExported *ReportExported `protobuf:"bytes,35,opt,name=report_exported,json=reportExported,proto3,oneof"`
+}
+
 func (*Entry_ConsentGranted) isEntry_Event() {}
 
 func (*Entry_ConsentConfirmed) isEntry_Event() {}
@@ -354,6 +425,16 @@ func (*Entry_SubjectErased) isEntry_Event() {}
 
 func (*Entry_InboundReview) isEntry_Event() {}
 
+func (*Entry_NoticePublished) isEntry_Event() {}
+
+func (*Entry_BreachAssessed) isEntry_Event() {}
+
+func (*Entry_PlanPublished) isEntry_Event() {}
+
+func (*Entry_BreachStepCompleted) isEntry_Event() {}
+
+func (*Entry_ReportExported) isEntry_Event() {}
+
 // ConsentGranted records an opt-in (GDPR Art. 7(1): the controller must be able
 // to demonstrate consent).
 type ConsentGranted struct {
@@ -371,8 +452,14 @@ type ConsentGranted struct {
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// True when the grant was already confirmed by double opt-in.
 	DoubleOptInConfirmed bool `protobuf:"varint,7,opt,name=double_opt_in_confirmed,json=doubleOptInConfirmed,proto3" json:"double_opt_in_confirmed,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The language of the notice shown (DESIGN §14); empty in grants that name
+	// no published notice.
+	NoticeLanguage string `protobuf:"bytes,8,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
+	// The NoticePublished entry that notice_version names; absent in grants
+	// recorded before notices were published in the log.
+	NoticeIndex   *uint64 `protobuf:"varint,9,opt,name=notice_index,json=noticeIndex,proto3,oneof" json:"notice_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsentGranted) Reset() {
@@ -452,6 +539,20 @@ func (x *ConsentGranted) GetDoubleOptInConfirmed() bool {
 		return x.DoubleOptInConfirmed
 	}
 	return false
+}
+
+func (x *ConsentGranted) GetNoticeLanguage() string {
+	if x != nil {
+		return x.NoticeLanguage
+	}
+	return ""
+}
+
+func (x *ConsentGranted) GetNoticeIndex() uint64 {
+	if x != nil && x.NoticeIndex != nil {
+		return *x.NoticeIndex
+	}
+	return 0
 }
 
 // ConsentConfirmed records the double opt-in confirmation of an earlier grant.
@@ -975,9 +1076,32 @@ type BreachDetected struct {
 	LikelyConsequences string    `protobuf:"bytes,9,opt,name=likely_consequences,json=likelyConsequences,proto3" json:"likely_consequences,omitempty"`
 	Measures           string    `protobuf:"bytes,10,opt,name=measures,proto3" json:"measures,omitempty"`
 	// low, medium or high.
-	Risk          string `protobuf:"bytes,11,opt,name=risk,proto3" json:"risk,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Risk string `protobuf:"bytes,11,opt,name=risk,proto3" json:"risk,omitempty"`
+	// DESIGN §14: the facts the authorities' forms ask for. Absent in breaches
+	// recorded before they existed.
+	OccurredFrom *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=occurred_from,json=occurredFrom,proto3" json:"occurred_from,omitempty"`
+	OccurredTo   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=occurred_to,json=occurredTo,proto3" json:"occurred_to,omitempty"`
+	// When anyone (e.g. a processor) first found it; detected_at is the
+	// controller's awareness.
+	DiscoveredAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=discovered_at,json=discoveredAt,proto3" json:"discovered_at,omitempty"`
+	// How it was found.
+	HowFound string `protobuf:"bytes,15,opt,name=how_found,json=howFound,proto3" json:"how_found,omitempty"`
+	// True when Art. 9 or Art. 10 data (special categories, criminal
+	// convictions) is concerned.
+	SpecialCategories bool `protobuf:"varint,16,opt,name=special_categories,json=specialCategories,proto3" json:"special_categories,omitempty"`
+	// Categories of data subjects, e.g. "customers".
+	SubjectCategories []string `protobuf:"bytes,17,rep,name=subject_categories,json=subjectCategories,proto3" json:"subject_categories,omitempty"`
+	// Safeguards in place, e.g. "encryption at rest".
+	Safeguards string `protobuf:"bytes,18,opt,name=safeguards,proto3" json:"safeguards,omitempty"`
+	// The breach response plan in force when it was reported (PlanPublished
+	// entry and version); absent when no plan was published.
+	PlanIndex   *uint64 `protobuf:"varint,19,opt,name=plan_index,json=planIndex,proto3,oneof" json:"plan_index,omitempty"`
+	PlanVersion string  `protobuf:"bytes,20,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	// "controller" or "processor": the reporting organisation's role from the
+	// configuration. Empty in older entries: controller.
+	ControllerRole string `protobuf:"bytes,21,opt,name=controller_role,json=controllerRole,proto3" json:"controller_role,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BreachDetected) Reset() {
@@ -1087,6 +1211,76 @@ func (x *BreachDetected) GetRisk() string {
 	return ""
 }
 
+func (x *BreachDetected) GetOccurredFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredFrom
+	}
+	return nil
+}
+
+func (x *BreachDetected) GetOccurredTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredTo
+	}
+	return nil
+}
+
+func (x *BreachDetected) GetDiscoveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscoveredAt
+	}
+	return nil
+}
+
+func (x *BreachDetected) GetHowFound() string {
+	if x != nil {
+		return x.HowFound
+	}
+	return ""
+}
+
+func (x *BreachDetected) GetSpecialCategories() bool {
+	if x != nil {
+		return x.SpecialCategories
+	}
+	return false
+}
+
+func (x *BreachDetected) GetSubjectCategories() []string {
+	if x != nil {
+		return x.SubjectCategories
+	}
+	return nil
+}
+
+func (x *BreachDetected) GetSafeguards() string {
+	if x != nil {
+		return x.Safeguards
+	}
+	return ""
+}
+
+func (x *BreachDetected) GetPlanIndex() uint64 {
+	if x != nil && x.PlanIndex != nil {
+		return *x.PlanIndex
+	}
+	return 0
+}
+
+func (x *BreachDetected) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *BreachDetected) GetControllerRole() string {
+	if x != nil {
+		return x.ControllerRole
+	}
+	return ""
+}
+
 // BreachAuthorityNotified records a notification to the supervisory authority.
 type BreachAuthorityNotified struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1182,8 +1376,15 @@ type BreachSubjectsNotified struct {
 	// How they were told, e.g. "email", "sms", "public notice".
 	Method           string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
 	SubjectsNotified uint64 `protobuf:"varint,4,opt,name=subjects_notified,json=subjectsNotified,proto3" json:"subjects_notified,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Instead of a communication, the Art. 34(3) exception that applies: "a"
+	// (data unintelligible), "b" (later measures removed the high risk) or "c"
+	// (disproportionate effort: a public communication instead); empty for a
+	// communication.
+	Exception string `protobuf:"bytes,5,opt,name=exception,proto3" json:"exception,omitempty"`
+	// Why the exception applies; required with exception.
+	ExceptionReason string `protobuf:"bytes,6,opt,name=exception_reason,json=exceptionReason,proto3" json:"exception_reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BreachSubjectsNotified) Reset() {
@@ -1242,6 +1443,20 @@ func (x *BreachSubjectsNotified) GetSubjectsNotified() uint64 {
 		return x.SubjectsNotified
 	}
 	return 0
+}
+
+func (x *BreachSubjectsNotified) GetException() string {
+	if x != nil {
+		return x.Exception
+	}
+	return ""
+}
+
+func (x *BreachSubjectsNotified) GetExceptionReason() string {
+	if x != nil {
+		return x.ExceptionReason
+	}
+	return ""
 }
 
 // BreachClosed records that a breach is resolved.
@@ -1435,12 +1650,508 @@ func (x *InboundReview) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// NoticePublished records a privacy notice, with its full text (DESIGN §14,
+// GDPR Art. 7(1), 12, 13): the text proves what was shown when a grant names
+// the notice.
+type NoticePublished struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// BCP 47 language of the text, e.g. "de", "en".
+	Language string `protobuf:"bytes,2,opt,name=language,proto3" json:"language,omitempty"`
+	Title    string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// The full text.
+	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// The layered short text shown in the channel, if any.
+	ShortText string `protobuf:"bytes,5,opt,name=short_text,json=shortText,proto3" json:"short_text,omitempty"`
+	// The controller's name, as configured.
+	Controller string `protobuf:"bytes,6,opt,name=controller,proto3" json:"controller,omitempty"`
+	// How to withdraw consent (Art. 7(3)).
+	WithdrawalInstructions string                 `protobuf:"bytes,7,opt,name=withdrawal_instructions,json=withdrawalInstructions,proto3" json:"withdrawal_instructions,omitempty"`
+	Channels               []Channel              `protobuf:"varint,8,rep,packed,name=channels,proto3,enum=consentledger.v1.Channel" json:"channels,omitempty"`
+	Purposes               []string               `protobuf:"bytes,9,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	EffectiveFrom          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	// "sha256:" + hex of SHA-256 over text (UTF-8); the verifier recomputes it.
+	Digest        string `protobuf:"bytes,11,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NoticePublished) Reset() {
+	*x = NoticePublished{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NoticePublished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NoticePublished) ProtoMessage() {}
+
+func (x *NoticePublished) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NoticePublished.ProtoReflect.Descriptor instead.
+func (*NoticePublished) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *NoticePublished) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetShortText() string {
+	if x != nil {
+		return x.ShortText
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetController() string {
+	if x != nil {
+		return x.Controller
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetWithdrawalInstructions() string {
+	if x != nil {
+		return x.WithdrawalInstructions
+	}
+	return ""
+}
+
+func (x *NoticePublished) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *NoticePublished) GetPurposes() []string {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *NoticePublished) GetEffectiveFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return nil
+}
+
+func (x *NoticePublished) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// BreachAssessed records the risk assessment of a breach (Art. 33(1), 34(1)).
+type BreachAssessed struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BreachId string                 `protobuf:"bytes,1,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	// "no_risk", "risk" or "high_risk".
+	Level         string                 `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Reasoning     string                 `protobuf:"bytes,3,opt,name=reasoning,proto3" json:"reasoning,omitempty"`
+	AssessedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachAssessed) Reset() {
+	*x = BreachAssessed{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachAssessed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachAssessed) ProtoMessage() {}
+
+func (x *BreachAssessed) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachAssessed.ProtoReflect.Descriptor instead.
+func (*BreachAssessed) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BreachAssessed) GetBreachId() string {
+	if x != nil {
+		return x.BreachId
+	}
+	return ""
+}
+
+func (x *BreachAssessed) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *BreachAssessed) GetReasoning() string {
+	if x != nil {
+		return x.Reasoning
+	}
+	return ""
+}
+
+func (x *BreachAssessed) GetAssessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssessedAt
+	}
+	return nil
+}
+
+// PlanStep is one step of the breach response plan.
+type PlanStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable identifier, e.g. "inform_dpo".
+	Id    string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// The role that owns the step, e.g. "breach", "legal".
+	OwnerRole string `protobuf:"bytes,3,opt,name=owner_role,json=ownerRole,proto3" json:"owner_role,omitempty"`
+	// Deadline in hours after awareness (detected_at); 0: at once.
+	DeadlineHours uint32 `protobuf:"varint,4,opt,name=deadline_hours,json=deadlineHours,proto3" json:"deadline_hours,omitempty"`
+	// When the step applies: "" (always), "controller", "processor",
+	// "notifiable" (controller and not assessed no_risk), "high_risk".
+	Applies string `protobuf:"bytes,5,opt,name=applies,proto3" json:"applies,omitempty"`
+	// True for a step without a deadline that runs throughout (documentation).
+	Ongoing       bool `protobuf:"varint,6,opt,name=ongoing,proto3" json:"ongoing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanStep) Reset() {
+	*x = PlanStep{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanStep) ProtoMessage() {}
+
+func (x *PlanStep) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
+func (*PlanStep) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PlanStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PlanStep) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PlanStep) GetOwnerRole() string {
+	if x != nil {
+		return x.OwnerRole
+	}
+	return ""
+}
+
+func (x *PlanStep) GetDeadlineHours() uint32 {
+	if x != nil {
+		return x.DeadlineHours
+	}
+	return 0
+}
+
+func (x *PlanStep) GetApplies() string {
+	if x != nil {
+		return x.Applies
+	}
+	return ""
+}
+
+func (x *PlanStep) GetOngoing() bool {
+	if x != nil {
+		return x.Ongoing
+	}
+	return false
+}
+
+// PlanPublished records a version of the breach response plan.
+type PlanPublished struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Steps         []*PlanStep            `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanPublished) Reset() {
+	*x = PlanPublished{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanPublished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanPublished) ProtoMessage() {}
+
+func (x *PlanPublished) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanPublished.ProtoReflect.Descriptor instead.
+func (*PlanPublished) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PlanPublished) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PlanPublished) GetSteps() []*PlanStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *PlanPublished) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// BreachStepCompleted records that a step of the plan was done for a breach.
+type BreachStepCompleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BreachId      string                 `protobuf:"bytes,1,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
+	StepId        string                 `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Note          string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachStepCompleted) Reset() {
+	*x = BreachStepCompleted{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachStepCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachStepCompleted) ProtoMessage() {}
+
+func (x *BreachStepCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachStepCompleted.ProtoReflect.Descriptor instead.
+func (*BreachStepCompleted) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BreachStepCompleted) GetBreachId() string {
+	if x != nil {
+		return x.BreachId
+	}
+	return ""
+}
+
+func (x *BreachStepCompleted) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *BreachStepCompleted) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *BreachStepCompleted) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ReportExported records an export of personal data in pseudonymous form
+// (Recital 26: pseudonyms are personal data for the controller).
+type ReportExported struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "consents".
+	Report string `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	// The filters, e.g. "channel=sms", "purpose=marketing", "as_of=2026-...".
+	Filters []string `protobuf:"bytes,2,rep,name=filters,proto3" json:"filters,omitempty"`
+	Rows    uint64   `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	// "csv" or "json".
+	Format        string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportExported) Reset() {
+	*x = ReportExported{}
+	mi := &file_consentledger_v1_entry_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportExported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportExported) ProtoMessage() {}
+
+func (x *ReportExported) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_entry_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportExported.ProtoReflect.Descriptor instead.
+func (*ReportExported) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_entry_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReportExported) GetReport() string {
+	if x != nil {
+		return x.Report
+	}
+	return ""
+}
+
+func (x *ReportExported) GetFilters() []string {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+func (x *ReportExported) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ReportExported) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
 var File_consentledger_v1_entry_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconsentledger/v1/entry.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\n" +
-	"\n" +
+	"\x1cconsentledger/v1/entry.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x0e\n" +
 	"\x05Entry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12;\n" +
 	"\vrecorded_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1466,10 +2177,15 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x18breach_subjects_notified\x18\x1b \x01(\v2(.consentledger.v1.BreachSubjectsNotifiedH\x00R\x16breachSubjectsNotified\x12E\n" +
 	"\rbreach_closed\x18\x1c \x01(\v2\x1e.consentledger.v1.BreachClosedH\x00R\fbreachClosed\x12H\n" +
 	"\x0esubject_erased\x18\x1d \x01(\v2\x1f.consentledger.v1.SubjectErasedH\x00R\rsubjectErased\x12H\n" +
-	"\x0einbound_review\x18\x1e \x01(\v2\x1f.consentledger.v1.InboundReviewH\x00R\rinboundReviewB\a\n" +
+	"\x0einbound_review\x18\x1e \x01(\v2\x1f.consentledger.v1.InboundReviewH\x00R\rinboundReview\x12N\n" +
+	"\x10notice_published\x18\x1f \x01(\v2!.consentledger.v1.NoticePublishedH\x00R\x0fnoticePublished\x12K\n" +
+	"\x0fbreach_assessed\x18  \x01(\v2 .consentledger.v1.BreachAssessedH\x00R\x0ebreachAssessed\x12H\n" +
+	"\x0eplan_published\x18! \x01(\v2\x1f.consentledger.v1.PlanPublishedH\x00R\rplanPublished\x12[\n" +
+	"\x15breach_step_completed\x18\" \x01(\v2%.consentledger.v1.BreachStepCompletedH\x00R\x13breachStepCompleted\x12K\n" +
+	"\x0freport_exported\x18# \x01(\v2 .consentledger.v1.ReportExportedH\x00R\x0ereportExportedB\a\n" +
 	"\x05eventB\x15\n" +
 	"\x13_subject_prev_indexB\x15\n" +
-	"\x13_consent_head_index\"\xbd\x02\n" +
+	"\x13_consent_head_index\"\x9f\x03\n" +
 	"\x0eConsentGranted\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12\x16\n" +
@@ -1478,7 +2194,10 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x0fevidence_digest\x18\x05 \x01(\fR\x0eevidenceDigest\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x125\n" +
-	"\x17double_opt_in_confirmed\x18\a \x01(\bR\x14doubleOptInConfirmed\"\xe0\x01\n" +
+	"\x17double_opt_in_confirmed\x18\a \x01(\bR\x14doubleOptInConfirmed\x12'\n" +
+	"\x0fnotice_language\x18\b \x01(\tR\x0enoticeLanguage\x12&\n" +
+	"\fnotice_index\x18\t \x01(\x04H\x00R\vnoticeIndex\x88\x01\x01B\x0f\n" +
+	"\r_notice_index\"\xe0\x01\n" +
 	"\x10ConsentConfirmed\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12;\n" +
@@ -1521,7 +2240,7 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x0fPolicyPublished\x122\n" +
 	"\x05files\x18\x01 \x03(\v2\x1c.consentledger.v1.PolicyFileR\x05files\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"\xc8\x03\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"\xa1\a\n" +
 	"\x0eBreachDetected\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12;\n" +
 	"\vdetected_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1535,7 +2254,22 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x13likely_consequences\x18\t \x01(\tR\x12likelyConsequences\x12\x1a\n" +
 	"\bmeasures\x18\n" +
 	" \x01(\tR\bmeasures\x12\x12\n" +
-	"\x04risk\x18\v \x01(\tR\x04risk\"\xe8\x01\n" +
+	"\x04risk\x18\v \x01(\tR\x04risk\x12?\n" +
+	"\roccurred_from\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\foccurredFrom\x12;\n" +
+	"\voccurred_to\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredTo\x12?\n" +
+	"\rdiscovered_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fdiscoveredAt\x12\x1b\n" +
+	"\thow_found\x18\x0f \x01(\tR\bhowFound\x12-\n" +
+	"\x12special_categories\x18\x10 \x01(\bR\x11specialCategories\x12-\n" +
+	"\x12subject_categories\x18\x11 \x03(\tR\x11subjectCategories\x12\x1e\n" +
+	"\n" +
+	"safeguards\x18\x12 \x01(\tR\n" +
+	"safeguards\x12\"\n" +
+	"\n" +
+	"plan_index\x18\x13 \x01(\x04H\x00R\tplanIndex\x88\x01\x01\x12!\n" +
+	"\fplan_version\x18\x14 \x01(\tR\vplanVersion\x12'\n" +
+	"\x0fcontroller_role\x18\x15 \x01(\tR\x0econtrollerRoleB\r\n" +
+	"\v_plan_index\"\xe8\x01\n" +
 	"\x17BreachAuthorityNotified\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x1c\n" +
 	"\tauthority\x18\x02 \x01(\tR\tauthority\x12\x1c\n" +
@@ -1543,13 +2277,15 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12;\n" +
 	"\vnotified_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"notifiedAt\x12!\n" +
-	"\fdelay_reason\x18\x06 \x01(\tR\vdelayReason\"\xb7\x01\n" +
+	"\fdelay_reason\x18\x06 \x01(\tR\vdelayReason\"\x80\x02\n" +
 	"\x16BreachSubjectsNotified\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12;\n" +
 	"\vnotified_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"notifiedAt\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12+\n" +
-	"\x11subjects_notified\x18\x04 \x01(\x04R\x10subjectsNotified\"~\n" +
+	"\x11subjects_notified\x18\x04 \x01(\x04R\x10subjectsNotified\x12\x1c\n" +
+	"\texception\x18\x05 \x01(\tR\texception\x12)\n" +
+	"\x10exception_reason\x18\x06 \x01(\tR\x0fexceptionReason\"~\n" +
 	"\fBreachClosed\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x127\n" +
 	"\tclosed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x18\n" +
@@ -1562,7 +2298,51 @@ const file_consentledger_v1_entry_proto_rawDesc = "" +
 	"\akeyword\x18\x02 \x01(\tR\akeyword\x12;\n" +
 	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x121\n" +
-	"\x06due_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\x06due_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x97\x03\n" +
+	"\x0fNoticePublished\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
+	"\blanguage\x18\x02 \x01(\tR\blanguage\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x1d\n" +
+	"\n" +
+	"short_text\x18\x05 \x01(\tR\tshortText\x12\x1e\n" +
+	"\n" +
+	"controller\x18\x06 \x01(\tR\n" +
+	"controller\x127\n" +
+	"\x17withdrawal_instructions\x18\a \x01(\tR\x16withdrawalInstructions\x125\n" +
+	"\bchannels\x18\b \x03(\x0e2\x19.consentledger.v1.ChannelR\bchannels\x12\x1a\n" +
+	"\bpurposes\x18\t \x03(\tR\bpurposes\x12A\n" +
+	"\x0eeffective_from\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\x12\x16\n" +
+	"\x06digest\x18\v \x01(\tR\x06digest\"\x9e\x01\n" +
+	"\x0eBreachAssessed\x12\x1b\n" +
+	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x1c\n" +
+	"\treasoning\x18\x03 \x01(\tR\treasoning\x12;\n" +
+	"\vassessed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assessedAt\"\xaa\x01\n" +
+	"\bPlanStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1d\n" +
+	"\n" +
+	"owner_role\x18\x03 \x01(\tR\townerRole\x12%\n" +
+	"\x0edeadline_hours\x18\x04 \x01(\rR\rdeadlineHours\x12\x18\n" +
+	"\aapplies\x18\x05 \x01(\tR\aapplies\x12\x18\n" +
+	"\aongoing\x18\x06 \x01(\bR\aongoing\"o\n" +
+	"\rPlanPublished\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x120\n" +
+	"\x05steps\x18\x02 \x03(\v2\x1a.consentledger.v1.PlanStepR\x05steps\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"\x9e\x01\n" +
+	"\x13BreachStepCompleted\x12\x1b\n" +
+	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"n\n" +
+	"\x0eReportExported\x12\x16\n" +
+	"\x06report\x18\x01 \x01(\tR\x06report\x12\x18\n" +
+	"\afilters\x18\x02 \x03(\tR\afilters\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06formatBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_entry_proto_rawDescOnce sync.Once
@@ -1576,7 +2356,7 @@ func file_consentledger_v1_entry_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_entry_proto_rawDescData
 }
 
-var file_consentledger_v1_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_consentledger_v1_entry_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_consentledger_v1_entry_proto_goTypes = []any{
 	(*Entry)(nil),                   // 0: consentledger.v1.Entry
 	(*ConsentGranted)(nil),          // 1: consentledger.v1.ConsentGranted
@@ -1592,12 +2372,18 @@ var file_consentledger_v1_entry_proto_goTypes = []any{
 	(*BreachClosed)(nil),            // 11: consentledger.v1.BreachClosed
 	(*SubjectErased)(nil),           // 12: consentledger.v1.SubjectErased
 	(*InboundReview)(nil),           // 13: consentledger.v1.InboundReview
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
-	(Channel)(0),                    // 15: consentledger.v1.Channel
-	(*Provider)(nil),                // 16: consentledger.v1.Provider
+	(*NoticePublished)(nil),         // 14: consentledger.v1.NoticePublished
+	(*BreachAssessed)(nil),          // 15: consentledger.v1.BreachAssessed
+	(*PlanStep)(nil),                // 16: consentledger.v1.PlanStep
+	(*PlanPublished)(nil),           // 17: consentledger.v1.PlanPublished
+	(*BreachStepCompleted)(nil),     // 18: consentledger.v1.BreachStepCompleted
+	(*ReportExported)(nil),          // 19: consentledger.v1.ReportExported
+	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
+	(Channel)(0),                    // 21: consentledger.v1.Channel
+	(*Provider)(nil),                // 22: consentledger.v1.Provider
 }
 var file_consentledger_v1_entry_proto_depIdxs = []int32{
-	14, // 0: consentledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
+	20, // 0: consentledger.v1.Entry.recorded_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: consentledger.v1.Entry.consent_granted:type_name -> consentledger.v1.ConsentGranted
 	2,  // 2: consentledger.v1.Entry.consent_confirmed:type_name -> consentledger.v1.ConsentConfirmed
 	3,  // 3: consentledger.v1.Entry.consent_withdrawn:type_name -> consentledger.v1.ConsentWithdrawn
@@ -1609,31 +2395,44 @@ var file_consentledger_v1_entry_proto_depIdxs = []int32{
 	11, // 9: consentledger.v1.Entry.breach_closed:type_name -> consentledger.v1.BreachClosed
 	12, // 10: consentledger.v1.Entry.subject_erased:type_name -> consentledger.v1.SubjectErased
 	13, // 11: consentledger.v1.Entry.inbound_review:type_name -> consentledger.v1.InboundReview
-	15, // 12: consentledger.v1.ConsentGranted.channel:type_name -> consentledger.v1.Channel
-	14, // 13: consentledger.v1.ConsentGranted.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 14: consentledger.v1.ConsentConfirmed.channel:type_name -> consentledger.v1.Channel
-	14, // 15: consentledger.v1.ConsentConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 16: consentledger.v1.ConsentConfirmed.confirmed_via:type_name -> consentledger.v1.Channel
-	15, // 17: consentledger.v1.ConsentWithdrawn.channel:type_name -> consentledger.v1.Channel
-	14, // 18: consentledger.v1.ConsentWithdrawn.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // 19: consentledger.v1.SendRequest.channel:type_name -> consentledger.v1.Channel
-	16, // 20: consentledger.v1.SendRequest.provider:type_name -> consentledger.v1.Provider
-	4,  // 21: consentledger.v1.SendDecision.request:type_name -> consentledger.v1.SendRequest
-	6,  // 22: consentledger.v1.PolicyPublished.files:type_name -> consentledger.v1.PolicyFile
-	14, // 23: consentledger.v1.BreachDetected.detected_at:type_name -> google.protobuf.Timestamp
-	15, // 24: consentledger.v1.BreachDetected.channels:type_name -> consentledger.v1.Channel
-	14, // 25: consentledger.v1.BreachAuthorityNotified.notified_at:type_name -> google.protobuf.Timestamp
-	14, // 26: consentledger.v1.BreachSubjectsNotified.notified_at:type_name -> google.protobuf.Timestamp
-	14, // 27: consentledger.v1.BreachClosed.closed_at:type_name -> google.protobuf.Timestamp
-	14, // 28: consentledger.v1.SubjectErased.erased_at:type_name -> google.protobuf.Timestamp
-	15, // 29: consentledger.v1.InboundReview.channel:type_name -> consentledger.v1.Channel
-	14, // 30: consentledger.v1.InboundReview.received_at:type_name -> google.protobuf.Timestamp
-	14, // 31: consentledger.v1.InboundReview.due_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	14, // 12: consentledger.v1.Entry.notice_published:type_name -> consentledger.v1.NoticePublished
+	15, // 13: consentledger.v1.Entry.breach_assessed:type_name -> consentledger.v1.BreachAssessed
+	17, // 14: consentledger.v1.Entry.plan_published:type_name -> consentledger.v1.PlanPublished
+	18, // 15: consentledger.v1.Entry.breach_step_completed:type_name -> consentledger.v1.BreachStepCompleted
+	19, // 16: consentledger.v1.Entry.report_exported:type_name -> consentledger.v1.ReportExported
+	21, // 17: consentledger.v1.ConsentGranted.channel:type_name -> consentledger.v1.Channel
+	20, // 18: consentledger.v1.ConsentGranted.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 19: consentledger.v1.ConsentConfirmed.channel:type_name -> consentledger.v1.Channel
+	20, // 20: consentledger.v1.ConsentConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 21: consentledger.v1.ConsentConfirmed.confirmed_via:type_name -> consentledger.v1.Channel
+	21, // 22: consentledger.v1.ConsentWithdrawn.channel:type_name -> consentledger.v1.Channel
+	20, // 23: consentledger.v1.ConsentWithdrawn.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 24: consentledger.v1.SendRequest.channel:type_name -> consentledger.v1.Channel
+	22, // 25: consentledger.v1.SendRequest.provider:type_name -> consentledger.v1.Provider
+	4,  // 26: consentledger.v1.SendDecision.request:type_name -> consentledger.v1.SendRequest
+	6,  // 27: consentledger.v1.PolicyPublished.files:type_name -> consentledger.v1.PolicyFile
+	20, // 28: consentledger.v1.BreachDetected.detected_at:type_name -> google.protobuf.Timestamp
+	21, // 29: consentledger.v1.BreachDetected.channels:type_name -> consentledger.v1.Channel
+	20, // 30: consentledger.v1.BreachDetected.occurred_from:type_name -> google.protobuf.Timestamp
+	20, // 31: consentledger.v1.BreachDetected.occurred_to:type_name -> google.protobuf.Timestamp
+	20, // 32: consentledger.v1.BreachDetected.discovered_at:type_name -> google.protobuf.Timestamp
+	20, // 33: consentledger.v1.BreachAuthorityNotified.notified_at:type_name -> google.protobuf.Timestamp
+	20, // 34: consentledger.v1.BreachSubjectsNotified.notified_at:type_name -> google.protobuf.Timestamp
+	20, // 35: consentledger.v1.BreachClosed.closed_at:type_name -> google.protobuf.Timestamp
+	20, // 36: consentledger.v1.SubjectErased.erased_at:type_name -> google.protobuf.Timestamp
+	21, // 37: consentledger.v1.InboundReview.channel:type_name -> consentledger.v1.Channel
+	20, // 38: consentledger.v1.InboundReview.received_at:type_name -> google.protobuf.Timestamp
+	20, // 39: consentledger.v1.InboundReview.due_at:type_name -> google.protobuf.Timestamp
+	21, // 40: consentledger.v1.NoticePublished.channels:type_name -> consentledger.v1.Channel
+	20, // 41: consentledger.v1.NoticePublished.effective_from:type_name -> google.protobuf.Timestamp
+	20, // 42: consentledger.v1.BreachAssessed.assessed_at:type_name -> google.protobuf.Timestamp
+	16, // 43: consentledger.v1.PlanPublished.steps:type_name -> consentledger.v1.PlanStep
+	20, // 44: consentledger.v1.BreachStepCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_entry_proto_init() }
@@ -1654,14 +2453,21 @@ func file_consentledger_v1_entry_proto_init() {
 		(*Entry_BreachClosed)(nil),
 		(*Entry_SubjectErased)(nil),
 		(*Entry_InboundReview)(nil),
+		(*Entry_NoticePublished)(nil),
+		(*Entry_BreachAssessed)(nil),
+		(*Entry_PlanPublished)(nil),
+		(*Entry_BreachStepCompleted)(nil),
+		(*Entry_ReportExported)(nil),
 	}
+	file_consentledger_v1_entry_proto_msgTypes[1].OneofWrappers = []any{}
+	file_consentledger_v1_entry_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_entry_proto_rawDesc), len(file_consentledger_v1_entry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

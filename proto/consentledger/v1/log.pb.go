@@ -945,7 +945,8 @@ type EvidenceBundle struct {
 	// bundles written before that, from the grant the decision relied on.
 	Chain  []*ProvenEntry `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
 	Policy *ProvenEntry   `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
-	// Field 5 (notice) is reserved for the privacy notice the grant names.
+	// The NoticePublished entry the grant names (absent for older grants).
+	Notice *ProvenEntry `protobuf:"bytes,5,opt,name=notice,proto3" json:"notice,omitempty"`
 	// The subject's last allowed send decision before this one, when the
 	// decision's input relies on it (consent refresh); absent otherwise and in
 	// bundles written before it existed.
@@ -1011,6 +1012,13 @@ func (x *EvidenceBundle) GetChain() []*ProvenEntry {
 func (x *EvidenceBundle) GetPolicy() *ProvenEntry {
 	if x != nil {
 		return x.Policy
+	}
+	return nil
+}
+
+func (x *EvidenceBundle) GetNotice() *ProvenEntry {
+	if x != nil {
+		return x.Notice
 	}
 	return nil
 }
@@ -1303,14 +1311,15 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x0edecision_index\x18\x01 \x01(\x04R\rdecisionIndex\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\"O\n" +
 	"\x13GetEvidenceResponse\x128\n" +
-	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\xe7\x02\n" +
+	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\x9e\x03\n" +
 	"\x0eEvidenceBundle\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x129\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\bdecision\x123\n" +
 	"\x05chain\x18\x03 \x03(\v2\x1d.consentledger.v1.ProvenEntryR\x05chain\x125\n" +
-	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\x12I\n" +
+	"\x06policy\x18\x04 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06policy\x125\n" +
+	"\x06notice\x18\x05 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x06notice\x12I\n" +
 	"\x11last_allowed_send\x18\x06 \x01(\v2\x1d.consentledger.v1.ProvenEntryR\x0flastAllowedSend\x12C\n" +
 	"\twitnessed\x18\a \x01(\v2%.consentledger.v1.WitnessedCheckpointR\twitnessed\"b\n" +
 	"\x13WitnessedCheckpoint\x12\x1e\n" +
@@ -1382,28 +1391,29 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	17, // 5: consentledger.v1.EvidenceBundle.decision:type_name -> consentledger.v1.ProvenEntry
 	17, // 6: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
 	17, // 7: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
-	17, // 8: consentledger.v1.EvidenceBundle.last_allowed_send:type_name -> consentledger.v1.ProvenEntry
-	16, // 9: consentledger.v1.EvidenceBundle.witnessed:type_name -> consentledger.v1.WitnessedCheckpoint
-	7,  // 10: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	0,  // 11: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
-	6,  // 12: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
-	9,  // 13: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
-	11, // 14: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
-	13, // 15: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
-	18, // 16: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
-	3,  // 17: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
-	1,  // 18: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
-	8,  // 19: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
-	10, // 20: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
-	12, // 21: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
-	14, // 22: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
-	19, // 23: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
-	4,  // 24: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 8: consentledger.v1.EvidenceBundle.notice:type_name -> consentledger.v1.ProvenEntry
+	17, // 9: consentledger.v1.EvidenceBundle.last_allowed_send:type_name -> consentledger.v1.ProvenEntry
+	16, // 10: consentledger.v1.EvidenceBundle.witnessed:type_name -> consentledger.v1.WitnessedCheckpoint
+	7,  // 11: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
+	0,  // 12: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
+	6,  // 13: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
+	9,  // 14: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
+	11, // 15: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
+	13, // 16: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
+	18, // 17: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
+	3,  // 18: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
+	1,  // 19: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
+	8,  // 20: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
+	10, // 21: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
+	12, // 22: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
+	14, // 23: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
+	19, // 24: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
+	4,  // 25: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_log_proto_init() }

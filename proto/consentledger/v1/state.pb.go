@@ -51,9 +51,13 @@ type ConsentState struct {
 	LastAllowedSend   *EntryRef              `protobuf:"bytes,14,opt,name=last_allowed_send,json=lastAllowedSend,proto3" json:"last_allowed_send,omitempty"`
 	// The channel on which double opt-in was confirmed (the grant's own channel
 	// for a grant recorded as already confirmed); unspecified if not confirmed.
-	ConfirmedVia  Channel `protobuf:"varint,15,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConfirmedVia Channel `protobuf:"varint,15,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
+	// DESIGN §14: the language of the notice shown and its NoticePublished
+	// entry, from the grant (empty or absent for grants naming no published notice).
+	NoticeLanguage string  `protobuf:"bytes,16,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
+	NoticeIndex    *uint64 `protobuf:"varint,17,opt,name=notice_index,json=noticeIndex,proto3,oneof" json:"notice_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConsentState) Reset() {
@@ -191,6 +195,20 @@ func (x *ConsentState) GetConfirmedVia() Channel {
 	return Channel_CHANNEL_UNSPECIFIED
 }
 
+func (x *ConsentState) GetNoticeLanguage() string {
+	if x != nil {
+		return x.NoticeLanguage
+	}
+	return ""
+}
+
+func (x *ConsentState) GetNoticeIndex() uint64 {
+	if x != nil && x.NoticeIndex != nil {
+		return *x.NoticeIndex
+	}
+	return 0
+}
+
 // SubjectState is everything the state index knows about one subject.
 type SubjectState struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -310,8 +328,25 @@ type BreachState struct {
 	SubjectsNotifiedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=subjects_notified_at,json=subjectsNotifiedAt,proto3" json:"subjects_notified_at,omitempty"`
 	ClosedAt              *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	Closure               *EntryRef              `protobuf:"bytes,12,opt,name=closure,proto3" json:"closure,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// DESIGN §14. The latest assessment: "" (not assessed), "no_risk", "risk"
+	// or "high_risk".
+	Assessment      string                 `protobuf:"bytes,20,opt,name=assessment,proto3" json:"assessment,omitempty"`
+	AssessedAt      *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
+	AssessmentEntry *EntryRef              `protobuf:"bytes,22,opt,name=assessment_entry,json=assessmentEntry,proto3" json:"assessment_entry,omitempty"`
+	// The plan version the breach follows, and its PlanPublished entry.
+	PlanVersion string  `protobuf:"bytes,23,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	PlanIndex   *uint64 `protobuf:"varint,24,opt,name=plan_index,json=planIndex,proto3,oneof" json:"plan_index,omitempty"`
+	// Steps of the plan completed, in log order.
+	Steps []*StepState `protobuf:"bytes,25,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The Art. 34(3) exception recorded instead of a communication, if any.
+	SubjectsException string `protobuf:"bytes,26,opt,name=subjects_exception,json=subjectsException,proto3" json:"subjects_exception,omitempty"`
+	// "controller" or "processor" ("" in older entries: controller).
+	ControllerRole string `protobuf:"bytes,27,opt,name=controller_role,json=controllerRole,proto3" json:"controller_role,omitempty"`
+	// Every entry about the breach, in log order (empty in states written
+	// before it existed).
+	EntryIndexes  []uint64 `protobuf:"varint,28,rep,packed,name=entry_indexes,json=entryIndexes,proto3" json:"entry_indexes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BreachState) Reset() {
@@ -428,6 +463,286 @@ func (x *BreachState) GetClosure() *EntryRef {
 	return nil
 }
 
+func (x *BreachState) GetAssessment() string {
+	if x != nil {
+		return x.Assessment
+	}
+	return ""
+}
+
+func (x *BreachState) GetAssessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssessedAt
+	}
+	return nil
+}
+
+func (x *BreachState) GetAssessmentEntry() *EntryRef {
+	if x != nil {
+		return x.AssessmentEntry
+	}
+	return nil
+}
+
+func (x *BreachState) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *BreachState) GetPlanIndex() uint64 {
+	if x != nil && x.PlanIndex != nil {
+		return *x.PlanIndex
+	}
+	return 0
+}
+
+func (x *BreachState) GetSteps() []*StepState {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *BreachState) GetSubjectsException() string {
+	if x != nil {
+		return x.SubjectsException
+	}
+	return ""
+}
+
+func (x *BreachState) GetControllerRole() string {
+	if x != nil {
+		return x.ControllerRole
+	}
+	return ""
+}
+
+func (x *BreachState) GetEntryIndexes() []uint64 {
+	if x != nil {
+		return x.EntryIndexes
+	}
+	return nil
+}
+
+// StepState is a completed step of a breach's plan.
+type StepState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StepId        string                 `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Entry         *EntryRef              `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepState) Reset() {
+	*x = StepState{}
+	mi := &file_consentledger_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepState) ProtoMessage() {}
+
+func (x *StepState) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepState.ProtoReflect.Descriptor instead.
+func (*StepState) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StepState) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *StepState) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *StepState) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// NoticeState is a published privacy notice, without its text (DESIGN §14).
+type NoticeState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The NoticePublished entry.
+	Entry         *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Language      string                 `protobuf:"bytes,3,opt,name=language,proto3" json:"language,omitempty"`
+	Title         string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	Channels      []Channel              `protobuf:"varint,5,rep,packed,name=channels,proto3,enum=consentledger.v1.Channel" json:"channels,omitempty"`
+	Purposes      []string               `protobuf:"bytes,6,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	EffectiveFrom *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	Digest        string                 `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NoticeState) Reset() {
+	*x = NoticeState{}
+	mi := &file_consentledger_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NoticeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NoticeState) ProtoMessage() {}
+
+func (x *NoticeState) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NoticeState.ProtoReflect.Descriptor instead.
+func (*NoticeState) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NoticeState) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *NoticeState) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *NoticeState) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *NoticeState) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *NoticeState) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *NoticeState) GetPurposes() []string {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *NoticeState) GetEffectiveFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return nil
+}
+
+func (x *NoticeState) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// PlanState names the breach response plan in force.
+type PlanState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PlanPublished entry.
+	Entry         *EntryRef `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Version       string    `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanState) Reset() {
+	*x = PlanState{}
+	mi := &file_consentledger_v1_state_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanState) ProtoMessage() {}
+
+func (x *PlanState) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_state_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanState.ProtoReflect.Descriptor instead.
+func (*PlanState) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_state_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PlanState) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *PlanState) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 // PolicyState names the active policy.
 type PolicyState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -441,7 +756,7 @@ type PolicyState struct {
 
 func (x *PolicyState) Reset() {
 	*x = PolicyState{}
-	mi := &file_consentledger_v1_state_proto_msgTypes[3]
+	mi := &file_consentledger_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +768,7 @@ func (x *PolicyState) String() string {
 func (*PolicyState) ProtoMessage() {}
 
 func (x *PolicyState) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_state_proto_msgTypes[3]
+	mi := &file_consentledger_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +781,7 @@ func (x *PolicyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyState.ProtoReflect.Descriptor instead.
 func (*PolicyState) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_consentledger_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyState) GetEntry() *EntryRef {
@@ -487,7 +802,7 @@ var File_consentledger_v1_state_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1cconsentledger/v1/state.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x06\n" +
+	"\x1cconsentledger/v1/state.proto\x12\x10consentledger.v1\x1a\x1cconsentledger/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x06\n" +
 	"\fConsentState\x123\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x16\n" +
@@ -507,7 +822,10 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"withdrawal\x12K\n" +
 	"\x14last_allowed_send_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11lastAllowedSendAt\x12F\n" +
 	"\x11last_allowed_send\x18\x0e \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\x12>\n" +
-	"\rconfirmed_via\x18\x0f \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\"\xf0\x02\n" +
+	"\rconfirmed_via\x18\x0f \x01(\x0e2\x19.consentledger.v1.ChannelR\fconfirmedVia\x12'\n" +
+	"\x0fnotice_language\x18\x10 \x01(\tR\x0enoticeLanguage\x12&\n" +
+	"\fnotice_index\x18\x11 \x01(\x04H\x00R\vnoticeIndex\x88\x01\x01B\x0f\n" +
+	"\r_notice_index\"\xf0\x02\n" +
 	"\fSubjectState\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
@@ -517,7 +835,7 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"\tobjection\x18\x05 \x01(\v2\x1a.consentledger.v1.EntryRefR\tobjection\x12;\n" +
 	"\vobjected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"objectedAt\x12F\n" +
-	"\x11last_allowed_send\x18\a \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\x84\x05\n" +
+	"\x11last_allowed_send\x18\a \x01(\v2\x1a.consentledger.v1.EntryRefR\x0flastAllowedSend\"\xae\b\n" +
 	"\vBreachState\x12\x1b\n" +
 	"\tbreach_id\x18\x01 \x01(\tR\bbreachId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x126\n" +
@@ -532,7 +850,37 @@ const file_consentledger_v1_state_proto_rawDesc = "" +
 	"\x14subjects_notified_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x12subjectsNotifiedAt\x127\n" +
 	"\tclosed_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x124\n" +
-	"\aclosure\x18\f \x01(\v2\x1a.consentledger.v1.EntryRefR\aclosure\"W\n" +
+	"\aclosure\x18\f \x01(\v2\x1a.consentledger.v1.EntryRefR\aclosure\x12\x1e\n" +
+	"\n" +
+	"assessment\x18\x14 \x01(\tR\n" +
+	"assessment\x12;\n" +
+	"\vassessed_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assessedAt\x12E\n" +
+	"\x10assessment_entry\x18\x16 \x01(\v2\x1a.consentledger.v1.EntryRefR\x0fassessmentEntry\x12!\n" +
+	"\fplan_version\x18\x17 \x01(\tR\vplanVersion\x12\"\n" +
+	"\n" +
+	"plan_index\x18\x18 \x01(\x04H\x00R\tplanIndex\x88\x01\x01\x121\n" +
+	"\x05steps\x18\x19 \x03(\v2\x1b.consentledger.v1.StepStateR\x05steps\x12-\n" +
+	"\x12subjects_exception\x18\x1a \x01(\tR\x11subjectsException\x12'\n" +
+	"\x0fcontroller_role\x18\x1b \x01(\tR\x0econtrollerRole\x12#\n" +
+	"\rentry_indexes\x18\x1c \x03(\x04R\fentryIndexesB\r\n" +
+	"\v_plan_index\"\x95\x01\n" +
+	"\tStepState\x12\x17\n" +
+	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12=\n" +
+	"\fcompleted_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x120\n" +
+	"\x05entry\x18\x03 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"\xb9\x02\n" +
+	"\vNoticeState\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
+	"\blanguage\x18\x03 \x01(\tR\blanguage\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x125\n" +
+	"\bchannels\x18\x05 \x03(\x0e2\x19.consentledger.v1.ChannelR\bchannels\x12\x1a\n" +
+	"\bpurposes\x18\x06 \x03(\tR\bpurposes\x12A\n" +
+	"\x0eeffective_from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\"W\n" +
+	"\tPlanState\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"W\n" +
 	"\vPolicyState\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digestBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
@@ -549,46 +897,58 @@ func file_consentledger_v1_state_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_state_proto_rawDescData
 }
 
-var file_consentledger_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_consentledger_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_consentledger_v1_state_proto_goTypes = []any{
 	(*ConsentState)(nil),          // 0: consentledger.v1.ConsentState
 	(*SubjectState)(nil),          // 1: consentledger.v1.SubjectState
 	(*BreachState)(nil),           // 2: consentledger.v1.BreachState
-	(*PolicyState)(nil),           // 3: consentledger.v1.PolicyState
-	(Channel)(0),                  // 4: consentledger.v1.Channel
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*EntryRef)(nil),              // 6: consentledger.v1.EntryRef
+	(*StepState)(nil),             // 3: consentledger.v1.StepState
+	(*NoticeState)(nil),           // 4: consentledger.v1.NoticeState
+	(*PlanState)(nil),             // 5: consentledger.v1.PlanState
+	(*PolicyState)(nil),           // 6: consentledger.v1.PolicyState
+	(Channel)(0),                  // 7: consentledger.v1.Channel
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*EntryRef)(nil),              // 9: consentledger.v1.EntryRef
 }
 var file_consentledger_v1_state_proto_depIdxs = []int32{
-	4,  // 0: consentledger.v1.ConsentState.channel:type_name -> consentledger.v1.Channel
-	5,  // 1: consentledger.v1.ConsentState.granted_at:type_name -> google.protobuf.Timestamp
-	5,  // 2: consentledger.v1.ConsentState.confirmed_at:type_name -> google.protobuf.Timestamp
-	5,  // 3: consentledger.v1.ConsentState.withdrawn_at:type_name -> google.protobuf.Timestamp
-	6,  // 4: consentledger.v1.ConsentState.grant:type_name -> consentledger.v1.EntryRef
-	6,  // 5: consentledger.v1.ConsentState.confirmation:type_name -> consentledger.v1.EntryRef
-	6,  // 6: consentledger.v1.ConsentState.withdrawal:type_name -> consentledger.v1.EntryRef
-	5,  // 7: consentledger.v1.ConsentState.last_allowed_send_at:type_name -> google.protobuf.Timestamp
-	6,  // 8: consentledger.v1.ConsentState.last_allowed_send:type_name -> consentledger.v1.EntryRef
-	4,  // 9: consentledger.v1.ConsentState.confirmed_via:type_name -> consentledger.v1.Channel
-	6,  // 10: consentledger.v1.SubjectState.head:type_name -> consentledger.v1.EntryRef
+	7,  // 0: consentledger.v1.ConsentState.channel:type_name -> consentledger.v1.Channel
+	8,  // 1: consentledger.v1.ConsentState.granted_at:type_name -> google.protobuf.Timestamp
+	8,  // 2: consentledger.v1.ConsentState.confirmed_at:type_name -> google.protobuf.Timestamp
+	8,  // 3: consentledger.v1.ConsentState.withdrawn_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: consentledger.v1.ConsentState.grant:type_name -> consentledger.v1.EntryRef
+	9,  // 5: consentledger.v1.ConsentState.confirmation:type_name -> consentledger.v1.EntryRef
+	9,  // 6: consentledger.v1.ConsentState.withdrawal:type_name -> consentledger.v1.EntryRef
+	8,  // 7: consentledger.v1.ConsentState.last_allowed_send_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: consentledger.v1.ConsentState.last_allowed_send:type_name -> consentledger.v1.EntryRef
+	7,  // 9: consentledger.v1.ConsentState.confirmed_via:type_name -> consentledger.v1.Channel
+	9,  // 10: consentledger.v1.SubjectState.head:type_name -> consentledger.v1.EntryRef
 	0,  // 11: consentledger.v1.SubjectState.consents:type_name -> consentledger.v1.ConsentState
-	6,  // 12: consentledger.v1.SubjectState.objection:type_name -> consentledger.v1.EntryRef
-	5,  // 13: consentledger.v1.SubjectState.objected_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: consentledger.v1.SubjectState.last_allowed_send:type_name -> consentledger.v1.EntryRef
-	6,  // 15: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
-	5,  // 16: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
-	4,  // 17: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
-	5,  // 18: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
-	6,  // 19: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
-	5,  // 20: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 21: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
-	6,  // 22: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
-	6,  // 23: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	9,  // 12: consentledger.v1.SubjectState.objection:type_name -> consentledger.v1.EntryRef
+	8,  // 13: consentledger.v1.SubjectState.objected_at:type_name -> google.protobuf.Timestamp
+	9,  // 14: consentledger.v1.SubjectState.last_allowed_send:type_name -> consentledger.v1.EntryRef
+	9,  // 15: consentledger.v1.BreachState.detected:type_name -> consentledger.v1.EntryRef
+	8,  // 16: consentledger.v1.BreachState.detected_at:type_name -> google.protobuf.Timestamp
+	7,  // 17: consentledger.v1.BreachState.channels:type_name -> consentledger.v1.Channel
+	8,  // 18: consentledger.v1.BreachState.authority_notified_at:type_name -> google.protobuf.Timestamp
+	9,  // 19: consentledger.v1.BreachState.authority_notification:type_name -> consentledger.v1.EntryRef
+	8,  // 20: consentledger.v1.BreachState.subjects_notified_at:type_name -> google.protobuf.Timestamp
+	8,  // 21: consentledger.v1.BreachState.closed_at:type_name -> google.protobuf.Timestamp
+	9,  // 22: consentledger.v1.BreachState.closure:type_name -> consentledger.v1.EntryRef
+	8,  // 23: consentledger.v1.BreachState.assessed_at:type_name -> google.protobuf.Timestamp
+	9,  // 24: consentledger.v1.BreachState.assessment_entry:type_name -> consentledger.v1.EntryRef
+	3,  // 25: consentledger.v1.BreachState.steps:type_name -> consentledger.v1.StepState
+	8,  // 26: consentledger.v1.StepState.completed_at:type_name -> google.protobuf.Timestamp
+	9,  // 27: consentledger.v1.StepState.entry:type_name -> consentledger.v1.EntryRef
+	9,  // 28: consentledger.v1.NoticeState.entry:type_name -> consentledger.v1.EntryRef
+	7,  // 29: consentledger.v1.NoticeState.channels:type_name -> consentledger.v1.Channel
+	8,  // 30: consentledger.v1.NoticeState.effective_from:type_name -> google.protobuf.Timestamp
+	9,  // 31: consentledger.v1.PlanState.entry:type_name -> consentledger.v1.EntryRef
+	9,  // 32: consentledger.v1.PolicyState.entry:type_name -> consentledger.v1.EntryRef
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_state_proto_init() }
@@ -597,13 +957,15 @@ func file_consentledger_v1_state_proto_init() {
 		return
 	}
 	file_consentledger_v1_types_proto_init()
+	file_consentledger_v1_state_proto_msgTypes[0].OneofWrappers = []any{}
+	file_consentledger_v1_state_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_state_proto_rawDesc), len(file_consentledger_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -48,6 +48,17 @@ const (
 	// BreachServiceListBreachesProcedure is the fully-qualified name of the BreachService's
 	// ListBreaches RPC.
 	BreachServiceListBreachesProcedure = "/consentledger.v1.BreachService/ListBreaches"
+	// BreachServiceAssessBreachProcedure is the fully-qualified name of the BreachService's
+	// AssessBreach RPC.
+	BreachServiceAssessBreachProcedure = "/consentledger.v1.BreachService/AssessBreach"
+	// BreachServiceCompleteStepProcedure is the fully-qualified name of the BreachService's
+	// CompleteStep RPC.
+	BreachServiceCompleteStepProcedure = "/consentledger.v1.BreachService/CompleteStep"
+	// BreachServicePublishPlanProcedure is the fully-qualified name of the BreachService's PublishPlan
+	// RPC.
+	BreachServicePublishPlanProcedure = "/consentledger.v1.BreachService/PublishPlan"
+	// BreachServiceGetBreachProcedure is the fully-qualified name of the BreachService's GetBreach RPC.
+	BreachServiceGetBreachProcedure = "/consentledger.v1.BreachService/GetBreach"
 )
 
 // BreachServiceClient is a client for the consentledger.v1.BreachService service.
@@ -62,6 +73,15 @@ type BreachServiceClient interface {
 	CloseBreach(context.Context, *connect.Request[v1.CloseBreachRequest]) (*connect.Response[v1.CloseBreachResponse], error)
 	// ListBreaches lists every breach with its deadline.
 	ListBreaches(context.Context, *connect.Request[v1.ListBreachesRequest]) (*connect.Response[v1.ListBreachesResponse], error)
+	// AssessBreach records the risk assessment (no_risk, risk, high_risk) with reasoning.
+	AssessBreach(context.Context, *connect.Request[v1.AssessBreachRequest]) (*connect.Response[v1.AssessBreachResponse], error)
+	// CompleteStep records that a step of the breach response plan was done.
+	CompleteStep(context.Context, *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error)
+	// PublishPlan publishes a version of the breach response plan (role: legal).
+	PublishPlan(context.Context, *connect.Request[v1.PublishPlanRequest]) (*connect.Response[v1.PublishPlanResponse], error)
+	// GetBreach returns one breach with every entry about it and the configured
+	// controller, DPO or contact point and authority: what a notification draft needs.
+	GetBreach(context.Context, *connect.Request[v1.GetBreachRequest]) (*connect.Response[v1.GetBreachResponse], error)
 }
 
 // NewBreachServiceClient constructs a client for the consentledger.v1.BreachService service. By
@@ -105,6 +125,30 @@ func NewBreachServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(breachServiceMethods.ByName("ListBreaches")),
 			connect.WithClientOptions(opts...),
 		),
+		assessBreach: connect.NewClient[v1.AssessBreachRequest, v1.AssessBreachResponse](
+			httpClient,
+			baseURL+BreachServiceAssessBreachProcedure,
+			connect.WithSchema(breachServiceMethods.ByName("AssessBreach")),
+			connect.WithClientOptions(opts...),
+		),
+		completeStep: connect.NewClient[v1.CompleteStepRequest, v1.CompleteStepResponse](
+			httpClient,
+			baseURL+BreachServiceCompleteStepProcedure,
+			connect.WithSchema(breachServiceMethods.ByName("CompleteStep")),
+			connect.WithClientOptions(opts...),
+		),
+		publishPlan: connect.NewClient[v1.PublishPlanRequest, v1.PublishPlanResponse](
+			httpClient,
+			baseURL+BreachServicePublishPlanProcedure,
+			connect.WithSchema(breachServiceMethods.ByName("PublishPlan")),
+			connect.WithClientOptions(opts...),
+		),
+		getBreach: connect.NewClient[v1.GetBreachRequest, v1.GetBreachResponse](
+			httpClient,
+			baseURL+BreachServiceGetBreachProcedure,
+			connect.WithSchema(breachServiceMethods.ByName("GetBreach")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +159,10 @@ type breachServiceClient struct {
 	recordSubjectNotification   *connect.Client[v1.RecordSubjectNotificationRequest, v1.RecordSubjectNotificationResponse]
 	closeBreach                 *connect.Client[v1.CloseBreachRequest, v1.CloseBreachResponse]
 	listBreaches                *connect.Client[v1.ListBreachesRequest, v1.ListBreachesResponse]
+	assessBreach                *connect.Client[v1.AssessBreachRequest, v1.AssessBreachResponse]
+	completeStep                *connect.Client[v1.CompleteStepRequest, v1.CompleteStepResponse]
+	publishPlan                 *connect.Client[v1.PublishPlanRequest, v1.PublishPlanResponse]
+	getBreach                   *connect.Client[v1.GetBreachRequest, v1.GetBreachResponse]
 }
 
 // ReportBreach calls consentledger.v1.BreachService.ReportBreach.
@@ -142,6 +190,26 @@ func (c *breachServiceClient) ListBreaches(ctx context.Context, req *connect.Req
 	return c.listBreaches.CallUnary(ctx, req)
 }
 
+// AssessBreach calls consentledger.v1.BreachService.AssessBreach.
+func (c *breachServiceClient) AssessBreach(ctx context.Context, req *connect.Request[v1.AssessBreachRequest]) (*connect.Response[v1.AssessBreachResponse], error) {
+	return c.assessBreach.CallUnary(ctx, req)
+}
+
+// CompleteStep calls consentledger.v1.BreachService.CompleteStep.
+func (c *breachServiceClient) CompleteStep(ctx context.Context, req *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error) {
+	return c.completeStep.CallUnary(ctx, req)
+}
+
+// PublishPlan calls consentledger.v1.BreachService.PublishPlan.
+func (c *breachServiceClient) PublishPlan(ctx context.Context, req *connect.Request[v1.PublishPlanRequest]) (*connect.Response[v1.PublishPlanResponse], error) {
+	return c.publishPlan.CallUnary(ctx, req)
+}
+
+// GetBreach calls consentledger.v1.BreachService.GetBreach.
+func (c *breachServiceClient) GetBreach(ctx context.Context, req *connect.Request[v1.GetBreachRequest]) (*connect.Response[v1.GetBreachResponse], error) {
+	return c.getBreach.CallUnary(ctx, req)
+}
+
 // BreachServiceHandler is an implementation of the consentledger.v1.BreachService service.
 type BreachServiceHandler interface {
 	// ReportBreach records a detected breach; the 72-hour Art. 33 clock starts at detected_at.
@@ -154,6 +222,15 @@ type BreachServiceHandler interface {
 	CloseBreach(context.Context, *connect.Request[v1.CloseBreachRequest]) (*connect.Response[v1.CloseBreachResponse], error)
 	// ListBreaches lists every breach with its deadline.
 	ListBreaches(context.Context, *connect.Request[v1.ListBreachesRequest]) (*connect.Response[v1.ListBreachesResponse], error)
+	// AssessBreach records the risk assessment (no_risk, risk, high_risk) with reasoning.
+	AssessBreach(context.Context, *connect.Request[v1.AssessBreachRequest]) (*connect.Response[v1.AssessBreachResponse], error)
+	// CompleteStep records that a step of the breach response plan was done.
+	CompleteStep(context.Context, *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error)
+	// PublishPlan publishes a version of the breach response plan (role: legal).
+	PublishPlan(context.Context, *connect.Request[v1.PublishPlanRequest]) (*connect.Response[v1.PublishPlanResponse], error)
+	// GetBreach returns one breach with every entry about it and the configured
+	// controller, DPO or contact point and authority: what a notification draft needs.
+	GetBreach(context.Context, *connect.Request[v1.GetBreachRequest]) (*connect.Response[v1.GetBreachResponse], error)
 }
 
 // NewBreachServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -193,6 +270,30 @@ func NewBreachServiceHandler(svc BreachServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(breachServiceMethods.ByName("ListBreaches")),
 		connect.WithHandlerOptions(opts...),
 	)
+	breachServiceAssessBreachHandler := connect.NewUnaryHandler(
+		BreachServiceAssessBreachProcedure,
+		svc.AssessBreach,
+		connect.WithSchema(breachServiceMethods.ByName("AssessBreach")),
+		connect.WithHandlerOptions(opts...),
+	)
+	breachServiceCompleteStepHandler := connect.NewUnaryHandler(
+		BreachServiceCompleteStepProcedure,
+		svc.CompleteStep,
+		connect.WithSchema(breachServiceMethods.ByName("CompleteStep")),
+		connect.WithHandlerOptions(opts...),
+	)
+	breachServicePublishPlanHandler := connect.NewUnaryHandler(
+		BreachServicePublishPlanProcedure,
+		svc.PublishPlan,
+		connect.WithSchema(breachServiceMethods.ByName("PublishPlan")),
+		connect.WithHandlerOptions(opts...),
+	)
+	breachServiceGetBreachHandler := connect.NewUnaryHandler(
+		BreachServiceGetBreachProcedure,
+		svc.GetBreach,
+		connect.WithSchema(breachServiceMethods.ByName("GetBreach")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.BreachService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case BreachServiceReportBreachProcedure:
@@ -205,6 +306,14 @@ func NewBreachServiceHandler(svc BreachServiceHandler, opts ...connect.HandlerOp
 			breachServiceCloseBreachHandler.ServeHTTP(w, r)
 		case BreachServiceListBreachesProcedure:
 			breachServiceListBreachesHandler.ServeHTTP(w, r)
+		case BreachServiceAssessBreachProcedure:
+			breachServiceAssessBreachHandler.ServeHTTP(w, r)
+		case BreachServiceCompleteStepProcedure:
+			breachServiceCompleteStepHandler.ServeHTTP(w, r)
+		case BreachServicePublishPlanProcedure:
+			breachServicePublishPlanHandler.ServeHTTP(w, r)
+		case BreachServiceGetBreachProcedure:
+			breachServiceGetBreachHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -232,4 +341,20 @@ func (UnimplementedBreachServiceHandler) CloseBreach(context.Context, *connect.R
 
 func (UnimplementedBreachServiceHandler) ListBreaches(context.Context, *connect.Request[v1.ListBreachesRequest]) (*connect.Response[v1.ListBreachesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.BreachService.ListBreaches is not implemented"))
+}
+
+func (UnimplementedBreachServiceHandler) AssessBreach(context.Context, *connect.Request[v1.AssessBreachRequest]) (*connect.Response[v1.AssessBreachResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.BreachService.AssessBreach is not implemented"))
+}
+
+func (UnimplementedBreachServiceHandler) CompleteStep(context.Context, *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.BreachService.CompleteStep is not implemented"))
+}
+
+func (UnimplementedBreachServiceHandler) PublishPlan(context.Context, *connect.Request[v1.PublishPlanRequest]) (*connect.Response[v1.PublishPlanResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.BreachService.PublishPlan is not implemented"))
+}
+
+func (UnimplementedBreachServiceHandler) GetBreach(context.Context, *connect.Request[v1.GetBreachRequest]) (*connect.Response[v1.GetBreachResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.BreachService.GetBreach is not implemented"))
 }
