@@ -49,6 +49,10 @@ type Config struct {
 	// out, the privacy notice and the data protection officer (GDPR Art.
 	// 13, 21(4)). Fields left empty are left out of the reply.
 	Contact ContactConfig `yaml:"contact"`
+	// Hosts are further names clients and browsers reach this server by
+	// (besides the address's host, IP literals and localhost); a request
+	// with another Host header is refused (DNS rebinding, DESIGN §15).
+	Hosts []string `yaml:"hosts"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -168,4 +172,10 @@ func (c ContactConfig) policyContact() policies.Contact {
 		SenderName: c.SenderName, SupportContact: c.SupportContact, OptOut: c.OptOut,
 		PrivacyNoticeURL: c.PrivacyNoticeURL, DPOContact: c.DPOContact,
 	}
+}
+
+// hostNames are the names the server answers to besides IP literals and localhost.
+func (c Config) hostNames() []string {
+	host, _, _ := net.SplitHostPort(c.Addr)
+	return append([]string{host}, c.Hosts...)
 }

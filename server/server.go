@@ -21,6 +21,7 @@ import (
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/rpc"
+	"github.com/consentledger/consentledger/server/console"
 )
 
 // ShutdownTimeout bounds how long a graceful stop waits for in-flight requests.
@@ -87,9 +88,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	key, err := console.KeyFromDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	con, err := console.New(console.Options{API: mux, Auth: auth, Key: key, Secure: cfg.TLS != nil, Now: cfg.Now, Logger: log})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/console/", con)
+	mux.Handle("/console", con)
 
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           console.HostGuard(cfg.hostNames(), mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

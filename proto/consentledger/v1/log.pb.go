@@ -9,6 +9,7 @@ package consentledgerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -860,11 +861,281 @@ func (x *WatchEntriesResponse) GetEntry() *LogEntry {
 	return nil
 }
 
+type ListCheckpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many, newest first; 0 means 50, at most 1,000.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListCheckpointsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListCheckpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first; each as GetCheckpoint answers it.
+	Checkpoints []*GetCheckpointResponse `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// How many checkpoints the server keeps in all.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*GetCheckpointResponse {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *ListCheckpointsResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type GetDecisionStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window: the last this many hours, up to now; 0 means 24, at most 168.
+	Hours         uint32 `protobuf:"varint,1,opt,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDecisionStatsRequest) Reset() {
+	*x = GetDecisionStatsRequest{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDecisionStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDecisionStatsRequest) ProtoMessage() {}
+
+func (x *GetDecisionStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDecisionStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetDecisionStatsRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetDecisionStatsRequest) GetHours() uint32 {
+	if x != nil {
+		return x.Hours
+	}
+	return 0
+}
+
+// DecisionHour counts the send decisions recorded in one hour.
+type DecisionHour struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hour's start (UTC, on the hour).
+	Start   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Denied  uint64                 `protobuf:"varint,3,opt,name=denied,proto3" json:"denied,omitempty"`
+	// Denials per reason code (the part of a reason before ":"); a decision
+	// denied for two reasons counts under both.
+	DeniedByReason map[string]uint64 `protobuf:"bytes,4,rep,name=denied_by_reason,json=deniedByReason,proto3" json:"denied_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DecisionHour) Reset() {
+	*x = DecisionHour{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionHour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionHour) ProtoMessage() {}
+
+func (x *DecisionHour) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionHour.ProtoReflect.Descriptor instead.
+func (*DecisionHour) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DecisionHour) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *DecisionHour) GetAllowed() uint64 {
+	if x != nil {
+		return x.Allowed
+	}
+	return 0
+}
+
+func (x *DecisionHour) GetDenied() uint64 {
+	if x != nil {
+		return x.Denied
+	}
+	return 0
+}
+
+func (x *DecisionHour) GetDeniedByReason() map[string]uint64 {
+	if x != nil {
+		return x.DeniedByReason
+	}
+	return nil
+}
+
+type GetDecisionStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per hour of the window, oldest first, including hours without decisions.
+	Hours []*DecisionHour `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
+	// The log's size when read; entries below it were counted.
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDecisionStatsResponse) Reset() {
+	*x = GetDecisionStatsResponse{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDecisionStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDecisionStatsResponse) ProtoMessage() {}
+
+func (x *GetDecisionStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDecisionStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetDecisionStatsResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetDecisionStatsResponse) GetHours() []*DecisionHour {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *GetDecisionStatsResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_consentledger_v1_log_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\">\n" +
+	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
 	"\x14GetCheckpointRequest\x12\x12\n" +
 	"\x04sign\x18\x01 \x01(\bR\x04sign\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\"h\n" +
@@ -918,7 +1189,25 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x13WatchEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\"H\n" +
 	"\x14WatchEntriesResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry2\xe6\x04\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry\".\n" +
+	"\x16ListCheckpointsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"z\n" +
+	"\x17ListCheckpointsResponse\x12I\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2'.consentledger.v1.GetCheckpointResponseR\vcheckpoints\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"/\n" +
+	"\x17GetDecisionStatsRequest\x12\x14\n" +
+	"\x05hours\x18\x01 \x01(\rR\x05hours\"\x93\x02\n" +
+	"\fDecisionHour\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\x04R\aallowed\x12\x16\n" +
+	"\x06denied\x18\x03 \x01(\x04R\x06denied\x12\\\n" +
+	"\x10denied_by_reason\x18\x04 \x03(\v22.consentledger.v1.DecisionHour.DeniedByReasonEntryR\x0edeniedByReason\x1aA\n" +
+	"\x13DeniedByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"d\n" +
+	"\x18GetDecisionStatsResponse\x124\n" +
+	"\x05hours\x18\x01 \x03(\v2\x1e.consentledger.v1.DecisionHourR\x05hours\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size2\xb9\x06\n" +
 	"\n" +
 	"LogService\x12`\n" +
 	"\rGetCheckpoint\x12&.consentledger.v1.GetCheckpointRequest\x1a'.consentledger.v1.GetCheckpointResponse\x12W\n" +
@@ -927,7 +1216,9 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x11GetInclusionProof\x12*.consentledger.v1.GetInclusionProofRequest\x1a+.consentledger.v1.GetInclusionProofResponse\x12r\n" +
 	"\x13GetConsistencyProof\x12,.consentledger.v1.GetConsistencyProofRequest\x1a-.consentledger.v1.GetConsistencyProofResponse\x12Z\n" +
 	"\vGetEvidence\x12$.consentledger.v1.GetEvidenceRequest\x1a%.consentledger.v1.GetEvidenceResponse\x12_\n" +
-	"\fWatchEntries\x12%.consentledger.v1.WatchEntriesRequest\x1a&.consentledger.v1.WatchEntriesResponse0\x01BOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\fWatchEntries\x12%.consentledger.v1.WatchEntriesRequest\x1a&.consentledger.v1.WatchEntriesResponse0\x01\x12f\n" +
+	"\x0fListCheckpoints\x12(.consentledger.v1.ListCheckpointsRequest\x1a).consentledger.v1.ListCheckpointsResponse\x12i\n" +
+	"\x10GetDecisionStats\x12).consentledger.v1.GetDecisionStatsRequest\x1a*.consentledger.v1.GetDecisionStatsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_log_proto_rawDescOnce sync.Once
@@ -941,7 +1232,7 @@ func file_consentledger_v1_log_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_log_proto_rawDescData
 }
 
-var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_consentledger_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: consentledger.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: consentledger.v1.GetCheckpointResponse
@@ -958,6 +1249,13 @@ var file_consentledger_v1_log_proto_goTypes = []any{
 	(*ProvenEntry)(nil),                 // 12: consentledger.v1.ProvenEntry
 	(*WatchEntriesRequest)(nil),         // 13: consentledger.v1.WatchEntriesRequest
 	(*WatchEntriesResponse)(nil),        // 14: consentledger.v1.WatchEntriesResponse
+	(*ListCheckpointsRequest)(nil),      // 15: consentledger.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),     // 16: consentledger.v1.ListCheckpointsResponse
+	(*GetDecisionStatsRequest)(nil),     // 17: consentledger.v1.GetDecisionStatsRequest
+	(*DecisionHour)(nil),                // 18: consentledger.v1.DecisionHour
+	(*GetDecisionStatsResponse)(nil),    // 19: consentledger.v1.GetDecisionStatsResponse
+	nil,                                 // 20: consentledger.v1.DecisionHour.DeniedByReasonEntry
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
 }
 var file_consentledger_v1_log_proto_depIdxs = []int32{
 	3,  // 0: consentledger.v1.GetEntriesResponse.entries:type_name -> consentledger.v1.LogEntry
@@ -966,23 +1264,31 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	12, // 3: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
 	12, // 4: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
 	3,  // 5: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	0,  // 6: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
-	2,  // 7: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
-	5,  // 8: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
-	7,  // 9: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
-	9,  // 10: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
-	13, // 11: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
-	1,  // 12: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
-	4,  // 13: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
-	6,  // 14: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
-	8,  // 15: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
-	10, // 16: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
-	14, // 17: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 6: consentledger.v1.ListCheckpointsResponse.checkpoints:type_name -> consentledger.v1.GetCheckpointResponse
+	21, // 7: consentledger.v1.DecisionHour.start:type_name -> google.protobuf.Timestamp
+	20, // 8: consentledger.v1.DecisionHour.denied_by_reason:type_name -> consentledger.v1.DecisionHour.DeniedByReasonEntry
+	18, // 9: consentledger.v1.GetDecisionStatsResponse.hours:type_name -> consentledger.v1.DecisionHour
+	0,  // 10: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
+	2,  // 11: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
+	5,  // 12: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
+	7,  // 13: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
+	9,  // 14: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
+	13, // 15: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
+	15, // 16: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
+	17, // 17: consentledger.v1.LogService.GetDecisionStats:input_type -> consentledger.v1.GetDecisionStatsRequest
+	1,  // 18: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
+	4,  // 19: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
+	6,  // 20: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
+	8,  // 21: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
+	10, // 22: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
+	14, // 23: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
+	16, // 24: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
+	19, // 25: consentledger.v1.LogService.GetDecisionStats:output_type -> consentledger.v1.GetDecisionStatsResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_log_proto_init() }
@@ -996,7 +1302,7 @@ func file_consentledger_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_log_proto_rawDesc), len(file_consentledger_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,12 @@ const (
 	LogServiceGetEvidenceProcedure = "/consentledger.v1.LogService/GetEvidence"
 	// LogServiceWatchEntriesProcedure is the fully-qualified name of the LogService's WatchEntries RPC.
 	LogServiceWatchEntriesProcedure = "/consentledger.v1.LogService/WatchEntries"
+	// LogServiceListCheckpointsProcedure is the fully-qualified name of the LogService's
+	// ListCheckpoints RPC.
+	LogServiceListCheckpointsProcedure = "/consentledger.v1.LogService/ListCheckpoints"
+	// LogServiceGetDecisionStatsProcedure is the fully-qualified name of the LogService's
+	// GetDecisionStats RPC.
+	LogServiceGetDecisionStatsProcedure = "/consentledger.v1.LogService/GetDecisionStats"
 )
 
 // LogServiceClient is a client for the consentledger.v1.LogService service.
@@ -64,6 +70,10 @@ type LogServiceClient interface {
 	GetEvidence(context.Context, *connect.Request[v1.GetEvidenceRequest]) (*connect.Response[v1.GetEvidenceResponse], error)
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest]) (*connect.ServerStreamForClient[v1.WatchEntriesResponse], error)
+	// ListCheckpoints returns the kept signed checkpoints, newest first (the console's audit page).
+	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
+	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
+	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
 }
 
 // NewLogServiceClient constructs a client for the consentledger.v1.LogService service. By default,
@@ -113,6 +123,18 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(logServiceMethods.ByName("WatchEntries")),
 			connect.WithClientOptions(opts...),
 		),
+		listCheckpoints: connect.NewClient[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse](
+			httpClient,
+			baseURL+LogServiceListCheckpointsProcedure,
+			connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
+			connect.WithClientOptions(opts...),
+		),
+		getDecisionStats: connect.NewClient[v1.GetDecisionStatsRequest, v1.GetDecisionStatsResponse](
+			httpClient,
+			baseURL+LogServiceGetDecisionStatsProcedure,
+			connect.WithSchema(logServiceMethods.ByName("GetDecisionStats")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -124,6 +146,8 @@ type logServiceClient struct {
 	getConsistencyProof *connect.Client[v1.GetConsistencyProofRequest, v1.GetConsistencyProofResponse]
 	getEvidence         *connect.Client[v1.GetEvidenceRequest, v1.GetEvidenceResponse]
 	watchEntries        *connect.Client[v1.WatchEntriesRequest, v1.WatchEntriesResponse]
+	listCheckpoints     *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
+	getDecisionStats    *connect.Client[v1.GetDecisionStatsRequest, v1.GetDecisionStatsResponse]
 }
 
 // GetCheckpoint calls consentledger.v1.LogService.GetCheckpoint.
@@ -156,6 +180,16 @@ func (c *logServiceClient) WatchEntries(ctx context.Context, req *connect.Reques
 	return c.watchEntries.CallServerStream(ctx, req)
 }
 
+// ListCheckpoints calls consentledger.v1.LogService.ListCheckpoints.
+func (c *logServiceClient) ListCheckpoints(ctx context.Context, req *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error) {
+	return c.listCheckpoints.CallUnary(ctx, req)
+}
+
+// GetDecisionStats calls consentledger.v1.LogService.GetDecisionStats.
+func (c *logServiceClient) GetDecisionStats(ctx context.Context, req *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error) {
+	return c.getDecisionStats.CallUnary(ctx, req)
+}
+
 // LogServiceHandler is an implementation of the consentledger.v1.LogService service.
 type LogServiceHandler interface {
 	// GetCheckpoint returns the latest signed checkpoint (signing a new one first when asked).
@@ -170,6 +204,10 @@ type LogServiceHandler interface {
 	GetEvidence(context.Context, *connect.Request[v1.GetEvidenceRequest]) (*connect.Response[v1.GetEvidenceResponse], error)
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest], *connect.ServerStream[v1.WatchEntriesResponse]) error
+	// ListCheckpoints returns the kept signed checkpoints, newest first (the console's audit page).
+	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
+	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
+	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -215,6 +253,18 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(logServiceMethods.ByName("WatchEntries")),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceListCheckpointsHandler := connect.NewUnaryHandler(
+		LogServiceListCheckpointsProcedure,
+		svc.ListCheckpoints,
+		connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
+		connect.WithHandlerOptions(opts...),
+	)
+	logServiceGetDecisionStatsHandler := connect.NewUnaryHandler(
+		LogServiceGetDecisionStatsProcedure,
+		svc.GetDecisionStats,
+		connect.WithSchema(logServiceMethods.ByName("GetDecisionStats")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceGetCheckpointProcedure:
@@ -229,6 +279,10 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceGetEvidenceHandler.ServeHTTP(w, r)
 		case LogServiceWatchEntriesProcedure:
 			logServiceWatchEntriesHandler.ServeHTTP(w, r)
+		case LogServiceListCheckpointsProcedure:
+			logServiceListCheckpointsHandler.ServeHTTP(w, r)
+		case LogServiceGetDecisionStatsProcedure:
+			logServiceGetDecisionStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -260,4 +314,12 @@ func (UnimplementedLogServiceHandler) GetEvidence(context.Context, *connect.Requ
 
 func (UnimplementedLogServiceHandler) WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest], *connect.ServerStream[v1.WatchEntriesResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.WatchEntries is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.ListCheckpoints is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.GetDecisionStats is not implemented"))
 }
