@@ -75,13 +75,13 @@ func newChart(hours []*pb.DecisionHour) chart {
 		fill[r] = palette[i%len(palette)]
 		ch.Legend = append(ch.Legend, legendItem{fill[r], fmt.Sprintf("denied: %s (%d)", r, reasons[r])})
 	}
-	scale := 1.0
-	if ch.Max > 0 {
-		scale = float64(ch.PlotH) / float64(ch.Max)
-	}
-	for i := 0; i <= 4 && ch.Max > 0; i++ {
-		v := float64(ch.Max) * float64(i) / 4
-		ch.Ticks = append(ch.Ticks, tick{Y: float64(ch.Bottom) - v*scale, Label: fmt.Sprintf("%.0f", v)})
+	// Ticks at whole numbers: the axis tops at the first multiple of the
+	// step at or above the highest bar.
+	step := max((ch.Max+3)/4, 1)
+	top := max((ch.Max+step-1)/step*step, step)
+	scale := float64(ch.PlotH) / float64(top)
+	for v := uint64(0); v <= top; v += step {
+		ch.Ticks = append(ch.Ticks, tick{Y: float64(ch.Bottom) - float64(v)*scale, Label: fmt.Sprint(v)})
 	}
 	slot := float64(chartW-chartLeft-8) / float64(max(len(hours), 1))
 	for i, h := range hours {
