@@ -68,9 +68,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needBrowser skips without Chromium locally, and fails in CI.
+// needBrowser skips without Chromium locally, and fails in CI (env CI=true).
 func needBrowser(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("the browser tests are not short: run them without -short")
+	}
 	if allocCtx != nil {
 		return
 	}
