@@ -1,0 +1,93 @@
+package console_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
+)
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// signInHTTP signs in with a plain HTTP client (no browser) and returns it.
+func signInHTTP(t *testing.T, s *consoleServer, role string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(s.url + "/console/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfRE.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("sign-in page has no CSRF token:\n%s", body)
+	}
+	resp, err = c.PostForm(s.url+"/console/signin", url.Values{"csrf": {string(m[1])}, "token": {tokens[role]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/console/" || resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in as %s ended at %s with %d", role, resp.Request.URL, resp.StatusCode)
+	}
+	return c
+}
+
+// The auditor downloads the evidence bundle of a send decision; a sender
+// may not (the API's roles), and the console says so.
+func TestEvidenceDownload(t *testing.T) {
+	s := startServer(t)
+	send := consentledgerv1connect.NewSendServiceClient(http.DefaultClient, s.url, bearer(tokens["sender"]))
+	d, err := send.Decide(t.Context(), connect.NewRequest(&pb.DecideRequest{
+		Subject: &pb.Subject{Id: &pb.Subject_Phone{Phone: "+49 170 1234567"}}, Channel: pb.Channel_CHANNEL_SMS, Purpose: "order_updates", Category: "utility",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.url + "/console/evidence/" + strings.TrimSpace(jsonNumber(d.Msg.Decision.Index))
+
+	resp, err := signInHTTP(t, s, "auditor").Get(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bundle map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&bundle)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("auditor: status %d, %v, disposition %q", resp.StatusCode, err, resp.Header.Get("Content-Disposition"))
+	}
+	if bundle["decision"] == nil || bundle["checkpoint"] == nil {
+		t.Errorf("bundle lacks decision or checkpoint: %v", keys(bundle))
+	}
+
+	resp, err = signInHTTP(t, s, "sender").Get(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "may not call /consentledger.v1.LogService/GetEvidence") {
+		t.Errorf("sender: status %d, body %s", resp.StatusCode, body)
+	}
+}
+
+func jsonNumber(n uint64) string { b, _ := json.Marshal(n); return string(b) }
+
+func keys(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
