@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -239,7 +241,8 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) []byte {
 }
 
 // a11yScript checks accessibility basics of the page and returns the
-// problems found: inputs without a label, headings out of order, no lang.
+// problems found: inputs without a label, headings out of order, no lang,
+// forms without a CSRF token or a submit button; and what the CSP would block.
 const a11yScript = `(() => {
   const problems = [];
   if (!document.documentElement.lang) problems.push("html has no lang");
@@ -254,6 +257,11 @@ const a11yScript = `(() => {
     if (!f.querySelector("input[name=csrf]")) problems.push("form without a CSRF token: " + f.action);
     if (!f.querySelector("button[type=submit]")) problems.push("form without a submit button: " + f.action);
   }
+  // What the Content-Security-Policy would block: inline styles and scripts, handlers, other origins.
+  if (document.querySelector("[style]")) problems.push("an inline style attribute");
+  for (const sc of document.scripts) if (!sc.src || new URL(sc.src).origin !== location.origin) problems.push("a script not from this origin");
+  for (const el of document.querySelectorAll("*")) for (const a of el.getAttributeNames()) if (a.startsWith("on")) problems.push("an inline handler " + a);
+  for (const l of document.querySelectorAll("link[href],img[src]")) if (new URL(l.href || l.src).origin !== location.origin) problems.push("a resource from elsewhere");
   return problems;
 })()`
 
@@ -485,5 +493,44 @@ func TestBrowserPolicy(t *testing.T) {
 	}
 	if res := text(t, ctx, ".result"); !strings.Contains(res, "decisions replayed against draft") || !strings.Contains(res, "0 would change") {
 		t.Errorf("impact report of the active policy: %q", res)
+	}
+}
+
+// Every page works without JavaScript: sign in, record a notification of
+// the authority, look a subject up, with script execution off.
+func TestBrowserWithoutJavaScript(t *testing.T) {
+	needBrowser(t)
+	s := startServer(t)
+	ctx := browser(t)
+	noScript := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return chromedp.Void{}, err
+	}
+	if err := chromedp.Do(ctx, noScript); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, ctx, s, "admin")
+	navigate(t, ctx, s.url+"/console/breaches/"+s.breachID)
+	if got := text(t, ctx, "#deadline-status"); !strings.HasSuffix(got, "left") {
+		t.Errorf("server-rendered countdown %q", got)
+	}
+	err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("authority"), "BfDI"),
+		chromedp.Click(chromedp.ID("notify-submit")),
+		chromedp.WaitVisible(chromedp.CSS("[role=status]")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#deadline-status"); got != "notified in time" {
+		t.Errorf("without JavaScript, after the notification: %q", got)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(s.url+"/console/subject"),
+		chromedp.SendKeys(chromedp.ID("value"), "+49 170 1234567"+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("tl-h")),
+	)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
