@@ -2,8 +2,11 @@ package console
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -61,7 +64,77 @@ func (c *Console) breaches(w http.ResponseWriter, r *http.Request, p rpc.Princip
 		c.failed(w, r, err)
 		return
 	}
-	c.render(w, r, "breaches", http.StatusOK, map[string]any{"Title": "Breaches", "Breaches": res.Msg.Breaches})
+	c.render(w, r, "breaches", http.StatusOK, c.breachesData(p, res.Msg.Breaches))
+}
+
+func (c *Console) breachesData(p rpc.Principal, list []*pb.Breach) map[string]any {
+	return map[string]any{
+		"Title": "Breaches", "Breaches": list,
+		"CanReport": rpc.Allowed(c.role(p), "/consentledger.v1.BreachService/ReportBreach"),
+		"Form":      map[string]string{"risk": "unknown"},
+		"Errors":    map[string]string{},
+		"Channels":  []string{"CHANNEL_WHATSAPP", "CHANNEL_SMS", "CHANNEL_RCS", "CHANNEL_EMAIL"},
+		"Checked":   map[string]bool{},
+	}
+}
+
+// report records a new breach (the breach role's first action): its
+// detection time starts the Art. 33 clock.
+func (c *Console) report(w http.ResponseWriter, r *http.Request, p rpc.Principal) {
+	if !c.gate(w, r, p, "/console/breaches") {
+		return
+	}
+	ctx := c.callCtx(r, p)
+	form := map[string]string{}
+	for _, f := range []string{"description", "detected_at", "risk", "data_categories", "subjects_estimate"} {
+		form[f] = strings.TrimSpace(r.PostFormValue(f))
+	}
+	req := &pb.ReportBreachRequest{Description: form["description"], Risk: form["risk"]}
+	checked := map[string]bool{}
+	for _, ch := range r.PostForm["channels"] {
+		checked[ch] = true
+		req.Channels = append(req.Channels, pb.Channel(pb.Channel_value[ch]))
+	}
+	for _, dc := range strings.Split(form["data_categories"], ",") {
+		if dc = strings.TrimSpace(dc); dc != "" {
+			req.DataCategories = append(req.DataCategories, dc)
+		}
+	}
+	var err error
+	if form["subjects_estimate"] != "" {
+		if req.SubjectsEstimate, err = strconv.ParseUint(form["subjects_estimate"], 10, 64); err != nil {
+			err = connect.NewError(connect.CodeInvalidArgument, errors.New("subjects_estimate: must be a whole number of people"))
+		}
+	}
+	if err == nil {
+		if req.DetectedAt, err = formTime(form["detected_at"]); err != nil {
+			err = connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("detected_at: %w", err))
+		}
+	}
+	var res *connect.Response[pb.ReportBreachResponse]
+	if err == nil {
+		res, err = c.api.breach.ReportBreach(ctx, connect.NewRequest(req))
+	}
+	if err == nil {
+		http.Redirect(w, r, "/console/breaches/"+res.Msg.BreachId+"?done=reported", http.StatusSeeOther)
+		return
+	}
+	e := asAPIError(err)
+	if e.Status != http.StatusUnprocessableEntity {
+		c.failed(w, r, err)
+		return
+	}
+	list, lerr := c.api.breach.ListBreaches(ctx, connect.NewRequest(&pb.ListBreachesRequest{}))
+	if lerr != nil {
+		c.failed(w, r, lerr)
+		return
+	}
+	data := c.breachesData(p, list.Msg.Breaches)
+	if e.Field == "" {
+		e.Field = "form"
+	}
+	data["Form"], data["Checked"], data["Errors"] = form, checked, map[string]string{e.Field: e.Message}
+	c.render(w, r, "breaches", e.Status, data)
 }
 
 // breachData is the detail page of one breach, with the breach role's forms.
@@ -151,6 +224,25 @@ func (c *Console) notify(w http.ResponseWriter, r *http.Request, p rpc.Principal
 			BreachId: r.PathValue("id"), Authority: r.PostFormValue("authority"), Reference: r.PostFormValue("reference"),
 			Phase: r.PostFormValue("phase"), NotifiedAt: at, DelayReason: r.PostFormValue("delay_reason"),
 		}))
+		return err
+	})
+}
+
+func (c *Console) notifySubjects(w http.ResponseWriter, r *http.Request, p rpc.Principal) {
+	c.actOnBreach(w, r, p, []string{"method", "subjects_notified", "subjects_notified_at"}, "subjects_notified_at", "subjects-notified", func(at *timestamppb.Timestamp) error {
+		var n uint64
+		if v := strings.TrimSpace(r.PostFormValue("subjects_notified")); v != "" {
+			var err error
+			if n, err = strconv.ParseUint(v, 10, 64); err != nil {
+				return connect.NewError(connect.CodeInvalidArgument, errors.New("subjects_notified: must be a whole number of people"))
+			}
+		}
+		_, err := c.api.breach.RecordSubjectNotification(c.callCtx(r, p), connect.NewRequest(&pb.RecordSubjectNotificationRequest{
+			BreachId: r.PathValue("id"), Method: r.PostFormValue("method"), SubjectsNotified: n, NotifiedAt: at,
+		}))
+		if e := asAPIError(err); err != nil && e.Field == "notified_at" { // this form's field
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("subjects_notified_at: %s", e.Message))
+		}
 		return err
 	})
 }

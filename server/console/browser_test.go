@@ -357,6 +357,50 @@ func TestBrowserBreachNotification(t *testing.T) {
 	}
 }
 
+// The breach role reports a breach on the form: a rejected form shows the
+// API's message next to the field and appends nothing; a valid one starts
+// the 72-hour countdown.
+func TestBrowserReportBreach(t *testing.T) {
+	needBrowser(t)
+	s := startServer(t)
+	ctx := browser(t)
+	signIn(t, ctx, s, "breach")
+	navigate(t, ctx, s.url+"/console/breaches")
+	size := s.logSize(t)
+	err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("subjects_estimate"), "1200"),
+		chromedp.Click(chromedp.ID("report-submit")),
+		chromedp.WaitVisible(chromedp.ID("description-error")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := text(t, ctx, "#description-error"); !strings.Contains(msg, "is required: say what happened") {
+		t.Errorf("empty description: %q", msg)
+	}
+	if v, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("subjects_estimate"))); err != nil || v != "1200" {
+		t.Errorf("the rejected form lost its input: %q %v", v, err)
+	}
+	if after := s.logSize(t); after != size {
+		t.Errorf("a rejected form appended: the log grew from %d to %d", size, after)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("description"), "Newsletter list sent to the wrong recipient"),
+		chromedp.Click(chromedp.CSS(`input[value=CHANNEL_EMAIL]`)),
+		chromedp.Click(chromedp.ID("report-submit")),
+		chromedp.WaitVisible(chromedp.ID("deadline-status")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#deadline-status"); !strings.HasPrefix(got, "71h") && !strings.HasPrefix(got, "72h") {
+		t.Errorf("a new breach: countdown %q, want about 72h left", got)
+	}
+	if got := text(t, ctx, "main"); !strings.Contains(got, "email") || !strings.Contains(got, "The breach was recorded") {
+		t.Errorf("breach page after reporting:\n%s", got)
+	}
+}
+
 func TestBrowserRefusals(t *testing.T) {
 	needBrowser(t)
 	s := startServer(t)

@@ -107,6 +107,8 @@ func New(o Options) (*Console, error) {
 	m.HandleFunc("GET /console/breaches/{id}", c.page(c.breach))
 	m.HandleFunc("POST /console/breaches/{id}/notify", c.page(c.notify))
 	m.HandleFunc("POST /console/breaches/{id}/close", c.page(c.closeBreach))
+	m.HandleFunc("POST /console/breaches/{id}/subjects", c.page(c.notifySubjects))
+	m.HandleFunc("POST /console/breaches", c.page(c.report))
 	m.HandleFunc("GET /console/subject", c.page(c.subject))
 	m.HandleFunc("POST /console/subject", c.page(c.subject))
 	m.HandleFunc("GET /console/evidence/{index}", c.page(c.evidence))

@@ -150,6 +150,7 @@ var funcs = template.FuncMap{
 	},
 	"join":     strings.Join,
 	"list":     func(s ...string) []string { return s },
+	"chanval":  func(name string) pb.Channel { return pb.Channel(pb.Channel_value[name]) },
 	"hex":      func(b []byte) string { return hexString(b) },
 	"deadline": deadlineView,
 }
