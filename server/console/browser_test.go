@@ -469,6 +469,18 @@ func TestScreenshots(t *testing.T) {
 			}
 		}
 	}
+	// A look-up's timeline and a breach's detail page.
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.url+"/console/subject"),
+		chromedp.SendKeys(chromedp.ID("value"), "+49 170 1234567"+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("tl-h")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, shots, "page-console-subject-timeline")
+	navigate(t, ctx, s.url+"/console/breaches/"+s.breachID)
+	screenshot(t, ctx, shots, "page-console-breach")
 	t.Logf("screenshots in %s", shots)
 }
 
