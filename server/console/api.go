@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -27,7 +28,7 @@ type apiClients struct {
 const apiBase = "http://in-process.console.invalid"
 
 func newAPIClients(api http.Handler) *apiClients {
-	hc := &http.Client{Transport: inProcess{api}}
+	hc := &http.Client{Transport: inProcess{h: api, ew: connect.NewErrorWriter()}}
 	return &apiClients{
 		consent: consentledgerv1connect.NewConsentServiceClient(hc, apiBase),
 		breach:  consentledgerv1connect.NewBreachServiceClient(hc, apiBase),
@@ -42,29 +43,46 @@ func (c *Console) callCtx(r *http.Request, p rpc.Principal) context.Context {
 	if c.o.Auth == nil {
 		return r.Context()
 	}
-	return rpc.WithInProcessCaller(r.Context(), p)
+	return rpc.WithPrincipal(rpc.WithInProcessCaller(r.Context(), p), p)
 }
 
 // inProcess is an http.RoundTripper that serves a request with a handler
-// in this process, so the console's calls pass the API's interceptors.
-type inProcess struct{ h http.Handler }
+// in this process, so the console's calls pass the API's interceptors. It
+// also refuses, itself, a procedure the caller's role may not call (the
+// API's own table, rpc.Allowed): authorisation holds even if the API's
+// interceptors change shape.
+type inProcess struct {
+	h  http.Handler
+	ew *connect.ErrorWriter
+}
 
 func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	in := req.Clone(req.Context())
+	w := &memResponse{header: http.Header{}}
+	if p := rpc.PrincipalFrom(req.Context()); !rpc.Allowed(p.Role, req.URL.Path) {
+		err := connect.NewError(connect.CodePermissionDenied, fmt.Errorf("principal %q (role %s) may not call %s", p.Name, p.Role, req.URL.Path))
+		if werr := t.ew.Write(w, in, err); werr != nil {
+			return nil, werr
+		}
+		return w.response(req), nil
+	}
 	in.Proto, in.ProtoMajor, in.ProtoMinor = "HTTP/1.1", 1, 1
 	in.RequestURI = req.URL.RequestURI()
 	if in.Body == nil {
 		in.Body = http.NoBody
 	}
-	w := &memResponse{header: http.Header{}}
 	t.h.ServeHTTP(w, in)
+	return w.response(req), nil
+}
+
+func (w *memResponse) response(req *http.Request) *http.Response {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
 	return &http.Response{
 		Status: http.StatusText(w.code), StatusCode: w.code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: w.header, Body: io.NopCloser(&w.body), ContentLength: int64(w.body.Len()), Request: req,
-	}, nil
+	}
 }
 
 // memResponse collects a response in memory.

@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/consentledger/consentledger/ledger"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/rpc"
 )
 
@@ -254,5 +257,37 @@ func TestKeyFromDataDir(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, ledger.SubjectKeyFile))
 	if len(k1) != 32 || hex.EncodeToString(k1) != hex.EncodeToString(k2) || strings.Contains(string(raw), hex.EncodeToString(k1)) {
 		t.Errorf("key %x: want 32 stable bytes, not the subject key itself", k1)
+	}
+}
+
+// The console's in-process calls are authorised by the API's table before
+// they reach the handler, whatever wraps the handler.
+func TestInProcessAuthorisation(t *testing.T) {
+	var reached []string
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, rpc.PrincipalFrom(r.Context()).Name+" "+r.URL.Path)
+		http.NotFound(w, r)
+	})
+	a, _ := rpc.NewAuthenticator([]rpc.Principal{
+		{Name: "shop", Role: rpc.RoleSender, TokenSHA256: tokenHash("s")},
+		{Name: "dpo", Role: rpc.RoleAuditor, TokenSHA256: tokenHash("a")},
+	})
+	c, err := New(Options{API: api, Key: testKey, Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/console/", nil)
+	shop, _ := a.ByName("shop")
+	dpo, _ := a.ByName("dpo")
+	_, err = c.api.log.GetEvidence(c.callCtx(req, shop), connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: 1}))
+	if connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), `principal "shop" (role sender) may not call /consentledger.v1.LogService/GetEvidence`) {
+		t.Errorf("sender's GetEvidence: %v, want permission_denied", err)
+	}
+	if len(reached) != 0 {
+		t.Errorf("a refused call reached the API: %v", reached)
+	}
+	_, err = c.api.log.GetEvidence(c.callCtx(req, dpo), connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: 1}))
+	if connect.CodeOf(err) == connect.CodePermissionDenied || len(reached) != 1 || reached[0] != "dpo /consentledger.v1.LogService/GetEvidence" {
+		t.Errorf("auditor's GetEvidence: %v, reached %v", err, reached)
 	}
 }
