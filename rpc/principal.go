@@ -52,6 +52,7 @@ var procedureRoles = map[string][]string{
 	"/consentledger.v1.ConsentService/RecordOptOut":               {RoleSender},
 	"/consentledger.v1.ConsentService/HandleInbound":              {RoleSender},
 	"/consentledger.v1.ConsentService/GetConsent":                 {RoleSender, RoleAuditor},
+	"/consentledger.v1.ConsentService/GetTimeline":                {RoleSender, RoleAuditor},
 	"/consentledger.v1.ConsentService/ListReviews":                {RoleSender, RoleAuditor, RoleLegal},
 	"/consentledger.v1.ConsentService/EraseSubject":               {},
 	"/consentledger.v1.SendService/Decide":                        {RoleSender},
@@ -65,15 +66,14 @@ var procedureRoles = map[string][]string{
 	"/consentledger.v1.PolicyService/GetActivePolicy":             {RoleLegal, RoleAuditor, RoleSender},
 	"/consentledger.v1.PolicyService/DryRun":                      {RoleLegal},
 	"/consentledger.v1.PolicyService/ImpactReport":                {RoleLegal},
+	"/consentledger.v1.LogService/GetDecisionStats":               {RoleAuditor, RoleLegal},
 	"/consentledger.v1.LogService/GetCheckpoint":                  {RoleAuditor, RoleSender, RoleLegal, RoleBreach},
 	"/consentledger.v1.LogService/GetEntries":                     {RoleAuditor},
 	"/consentledger.v1.LogService/GetInclusionProof":              {RoleAuditor},
 	"/consentledger.v1.LogService/GetConsistencyProof":            {RoleAuditor},
 	"/consentledger.v1.LogService/GetEvidence":                    {RoleAuditor},
 	"/consentledger.v1.LogService/WatchEntries":                   {RoleAuditor},
-	"/consentledger.v1.LogService/ListCheckpoints":                {RoleAuditor, RoleSender, RoleLegal, RoleBreach},
-	"/consentledger.v1.LogService/GetDecisionStats":               {RoleAuditor, RoleLegal},
-	"/consentledger.v1.ConsentService/GetTimeline":                {RoleSender, RoleAuditor},
+	"/consentledger.v1.LogService/ListCheckpoints":                {RoleAuditor},
 }
 
 // Allowed reports whether role may call procedure. Procedures this package

@@ -119,12 +119,19 @@ func TestListCheckpoints(t *testing.T) {
 		}
 		sizes = append(sizes, c.Msg.Size)
 	}
-	r, err := s.logs().ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{Limit: 2}))
+	r, err := s.logs().ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{StartSize: sizes[1], Count: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Msg.Checkpoints) != 2 || r.Msg.Checkpoints[0].Size != sizes[2] || r.Msg.Checkpoints[1].Size != sizes[1] || r.Msg.Total < 3 {
-		t.Fatalf("got %d checkpoints (total %d), want the newest two of %v", len(r.Msg.Checkpoints), r.Msg.Total, sizes)
+	if len(r.Msg.Checkpoints) != 1 || r.Msg.Checkpoints[0].Size != sizes[1] {
+		t.Fatalf("from size %d, count 1: %v", sizes[1], r.Msg.Checkpoints)
+	}
+	r, err = s.logs().ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{StartSize: sizes[1]}))
+	if err != nil || len(r.Msg.Checkpoints) != 2 || r.Msg.Checkpoints[1].Size != sizes[2] {
+		t.Fatalf("from size %d: %v, %v; want sizes %v", sizes[1], r, err, sizes[1:])
+	}
+	if _, err := s.logs().ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{Count: 1001})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("count 1001: %v, want invalid_argument", err)
 	}
 	if !strings.Contains(r.Msg.Checkpoints[0].Checkpoint, "\n— ") {
 		t.Errorf("checkpoint is not a signed note: %q", r.Msg.Checkpoints[0].Checkpoint)

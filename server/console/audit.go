@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -124,26 +125,65 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, p rpc.Principal)
 		return
 	}
 	ctx := c.callCtx(r, p)
-	cps, err := c.api.log.ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{Limit: 20}))
-	if err != nil {
+	data := map[string]any{"Title": "Audit"}
+	cps, err := c.newestCheckpoints(ctx, 20)
+	switch {
+	case forbidden(err):
+		data["CheckpointsHidden"] = true
+	case err != nil:
 		c.failed(w, r, err)
 		return
 	}
 	type cpRow struct {
-		*pb.GetCheckpointResponse
+		*pb.CosignedCheckpoint
 		Signers []string
 	}
 	var rows []cpRow
-	for _, cp := range cps.Msg.Checkpoints {
-		rows = append(rows, cpRow{cp, signatureLines(cp.Checkpoint)})
+	for i := len(cps) - 1; i >= 0; i-- {
+		rows = append(rows, cpRow{cps[i], signatureLines(cps[i].Checkpoint)})
 	}
+	data["Checkpoints"] = rows
 	stats, err := c.api.log.GetDecisionStats(ctx, connect.NewRequest(&pb.GetDecisionStatsRequest{Hours: 24}))
 	if err != nil {
 		c.failed(w, r, err)
 		return
 	}
-	c.render(w, r, "audit", http.StatusOK, map[string]any{
-		"Title": "Audit", "Checkpoints": rows, "CheckpointTotal": cps.Msg.Total,
-		"Chart": newChart(stats.Msg.Hours), "Hours": stats.Msg.Hours,
-	})
+	data["Chart"], data["Hours"] = newChart(stats.Msg.Hours), stats.Msg.Hours
+	c.render(w, r, "audit", http.StatusOK, data)
+}
+
+// newestCheckpoints returns up to n of the newest kept checkpoints, oldest
+// first. ListCheckpoints pages upwards from a size, so it looks back from
+// the latest size over a window that doubles until the window holds n
+// checkpoints (or reaches size 0), then reads the window to its end.
+func (c *Console) newestCheckpoints(ctx context.Context, n int) ([]*pb.CosignedCheckpoint, error) {
+	latest, err := c.api.log.GetCheckpoint(ctx, connect.NewRequest(&pb.GetCheckpointRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	size := latest.Msg.Size
+	for back := uint64(1); ; back *= 2 {
+		start := uint64(0)
+		if back < size {
+			start = size - back
+		}
+		var got []*pb.CosignedCheckpoint
+		for from := start; ; {
+			res, err := c.api.log.ListCheckpoints(ctx, connect.NewRequest(&pb.ListCheckpointsRequest{StartSize: from, Count: 1000}))
+			if err != nil {
+				return nil, err
+			}
+			got = append(got, res.Msg.Checkpoints...)
+			if len(got) > n {
+				got = got[len(got)-n:]
+			}
+			if len(res.Msg.Checkpoints) < 1000 {
+				break
+			}
+			from = res.Msg.Checkpoints[len(res.Msg.Checkpoints)-1].Size + 1
+		}
+		if len(got) >= n || start == 0 {
+			return got, nil
+		}
+	}
 }

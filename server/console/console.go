@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/consentledger/consentledger/rpc"
@@ -121,6 +122,13 @@ func New(o Options) (*Console, error) {
 	})
 	c.mux = m
 	return c, nil
+}
+
+// Owns reports whether the console serves path (/console and below). A
+// server that demands a bearer token on every request must let these
+// through: the console authenticates browsers with its own session.
+func Owns(path string) bool {
+	return path == "/console" || strings.HasPrefix(path, "/console/")
 }
 
 // ServeHTTP serves /console/ with the security headers and CSRF checks.

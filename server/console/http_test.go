@@ -91,3 +91,37 @@ func keys(m map[string]any) []string {
 	}
 	return ks
 }
+
+// The audit page lists the newest checkpoints for the auditor; the legal
+// role sees the chart, and the API keeps the checkpoint history from it.
+func TestAuditPage(t *testing.T) {
+	s := startServer(t)
+	logs := consentledgerv1connect.NewLogServiceClient(http.DefaultClient, s.url, bearer(tokens["auditor"]))
+	latest, err := logs.GetCheckpoint(t.Context(), connect.NewRequest(&pb.GetCheckpointRequest{Sign: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(role string) string {
+		resp, err := signInHTTP(t, s, role).Get(s.url + "/console/audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d\n%s", role, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	page := get("auditor")
+	row := regexp.MustCompile(`<tr><td>(\d+)</td>`).FindAllStringSubmatch(page[strings.Index(page, `id="cp-h"`):], -1)
+	if len(row) < 2 || row[0][1] != jsonNumber(latest.Msg.Size) || row[len(row)-1][1] != "0" {
+		t.Errorf("checkpoint rows %v: want the newest (%d) first down to the first (0)", row, latest.Msg.Size)
+	}
+	if !strings.Contains(page, "<svg class=\"chart\"") || !strings.Contains(page, "denied: ") {
+		t.Error("the audit page has no chart with denial reasons")
+	}
+	if page := get("legal"); !strings.Contains(page, "The checkpoint history is for the auditor role.") || !strings.Contains(page, `<svg class="chart"`) {
+		t.Error("legal: want the chart and no checkpoint history")
+	}
+}

@@ -291,3 +291,11 @@ func TestInProcessAuthorisation(t *testing.T) {
 		t.Errorf("auditor's GetEvidence: %v, reached %v", err, reached)
 	}
 }
+
+func TestOwns(t *testing.T) {
+	for path, want := range map[string]bool{"/console": true, "/console/": true, "/console/breaches/x": true, "/consoles": false, "/consentledger.v1.LogService/GetEntries": false, "/metrics": false} {
+		if Owns(path) != want {
+			t.Errorf("Owns(%q) = %v", path, !want)
+		}
+	}
+}

@@ -863,8 +863,10 @@ func (x *WatchEntriesResponse) GetEntry() *LogEntry {
 
 type ListCheckpointsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// At most this many, newest first; 0 means 50, at most 1,000.
-	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The first size to return (checkpoints of this size or larger).
+	StartSize uint64 `protobuf:"varint,1,opt,name=start_size,json=startSize,proto3" json:"start_size,omitempty"`
+	// At most this many (0: 100; at most 1000).
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -899,19 +901,23 @@ func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
 	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
-func (x *ListCheckpointsRequest) GetLimit() uint32 {
+func (x *ListCheckpointsRequest) GetStartSize() uint64 {
 	if x != nil {
-		return x.Limit
+		return x.StartSize
+	}
+	return 0
+}
+
+func (x *ListCheckpointsRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
 	}
 	return 0
 }
 
 type ListCheckpointsResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Newest first; each as GetCheckpoint answers it.
-	Checkpoints []*GetCheckpointResponse `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
-	// How many checkpoints the server keeps in all.
-	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoints   []*CosignedCheckpoint  `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,16 +952,63 @@ func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
 	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *ListCheckpointsResponse) GetCheckpoints() []*GetCheckpointResponse {
+func (x *ListCheckpointsResponse) GetCheckpoints() []*CosignedCheckpoint {
 	if x != nil {
 		return x.Checkpoints
 	}
 	return nil
 }
 
-func (x *ListCheckpointsResponse) GetTotal() uint64 {
+// CosignedCheckpoint is a kept checkpoint with the witness cosignatures stored for its size.
+type CosignedCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed note followed by the cosignature lines.
+	Checkpoint    string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignedCheckpoint) Reset() {
+	*x = CosignedCheckpoint{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignedCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignedCheckpoint) ProtoMessage() {}
+
+func (x *CosignedCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[17]
 	if x != nil {
-		return x.Total
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignedCheckpoint.ProtoReflect.Descriptor instead.
+func (*CosignedCheckpoint) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CosignedCheckpoint) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *CosignedCheckpoint) GetSize() uint64 {
+	if x != nil {
+		return x.Size
 	}
 	return 0
 }
@@ -970,7 +1023,7 @@ type GetDecisionStatsRequest struct {
 
 func (x *GetDecisionStatsRequest) Reset() {
 	*x = GetDecisionStatsRequest{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[17]
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1035,7 @@ func (x *GetDecisionStatsRequest) String() string {
 func (*GetDecisionStatsRequest) ProtoMessage() {}
 
 func (x *GetDecisionStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[17]
+	mi := &file_consentledger_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1048,7 @@ func (x *GetDecisionStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetDecisionStatsRequest) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetDecisionStatsRequest) GetHours() uint32 {
@@ -1021,7 +1074,7 @@ type DecisionHour struct {
 
 func (x *DecisionHour) Reset() {
 	*x = DecisionHour{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[18]
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1086,7 @@ func (x *DecisionHour) String() string {
 func (*DecisionHour) ProtoMessage() {}
 
 func (x *DecisionHour) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[18]
+	mi := &file_consentledger_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1099,7 @@ func (x *DecisionHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionHour.ProtoReflect.Descriptor instead.
 func (*DecisionHour) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DecisionHour) GetStart() *timestamppb.Timestamp {
@@ -1089,7 +1142,7 @@ type GetDecisionStatsResponse struct {
 
 func (x *GetDecisionStatsResponse) Reset() {
 	*x = GetDecisionStatsResponse{}
-	mi := &file_consentledger_v1_log_proto_msgTypes[19]
+	mi := &file_consentledger_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1154,7 @@ func (x *GetDecisionStatsResponse) String() string {
 func (*GetDecisionStatsResponse) ProtoMessage() {}
 
 func (x *GetDecisionStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consentledger_v1_log_proto_msgTypes[19]
+	mi := &file_consentledger_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1167,7 @@ func (x *GetDecisionStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionStatsResponse) Descriptor() ([]byte, []int) {
-	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetDecisionStatsResponse) GetHours() []*DecisionHour {
@@ -1189,12 +1242,18 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x13WatchEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\"H\n" +
 	"\x14WatchEntriesResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry\".\n" +
-	"\x16ListCheckpointsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\rR\x05limit\"z\n" +
-	"\x17ListCheckpointsResponse\x12I\n" +
-	"\vcheckpoints\x18\x01 \x03(\v2'.consentledger.v1.GetCheckpointResponseR\vcheckpoints\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x04R\x05total\"/\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry\"M\n" +
+	"\x16ListCheckpointsRequest\x12\x1d\n" +
+	"\n" +
+	"start_size\x18\x01 \x01(\x04R\tstartSize\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"a\n" +
+	"\x17ListCheckpointsResponse\x12F\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2$.consentledger.v1.CosignedCheckpointR\vcheckpoints\"H\n" +
+	"\x12CosignedCheckpoint\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"/\n" +
 	"\x17GetDecisionStatsRequest\x12\x14\n" +
 	"\x05hours\x18\x01 \x01(\rR\x05hours\"\x93\x02\n" +
 	"\fDecisionHour\x120\n" +
@@ -1232,7 +1291,7 @@ func file_consentledger_v1_log_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_log_proto_rawDescData
 }
 
-var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_consentledger_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: consentledger.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: consentledger.v1.GetCheckpointResponse
@@ -1251,11 +1310,12 @@ var file_consentledger_v1_log_proto_goTypes = []any{
 	(*WatchEntriesResponse)(nil),        // 14: consentledger.v1.WatchEntriesResponse
 	(*ListCheckpointsRequest)(nil),      // 15: consentledger.v1.ListCheckpointsRequest
 	(*ListCheckpointsResponse)(nil),     // 16: consentledger.v1.ListCheckpointsResponse
-	(*GetDecisionStatsRequest)(nil),     // 17: consentledger.v1.GetDecisionStatsRequest
-	(*DecisionHour)(nil),                // 18: consentledger.v1.DecisionHour
-	(*GetDecisionStatsResponse)(nil),    // 19: consentledger.v1.GetDecisionStatsResponse
-	nil,                                 // 20: consentledger.v1.DecisionHour.DeniedByReasonEntry
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*CosignedCheckpoint)(nil),          // 17: consentledger.v1.CosignedCheckpoint
+	(*GetDecisionStatsRequest)(nil),     // 18: consentledger.v1.GetDecisionStatsRequest
+	(*DecisionHour)(nil),                // 19: consentledger.v1.DecisionHour
+	(*GetDecisionStatsResponse)(nil),    // 20: consentledger.v1.GetDecisionStatsResponse
+	nil,                                 // 21: consentledger.v1.DecisionHour.DeniedByReasonEntry
+	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
 }
 var file_consentledger_v1_log_proto_depIdxs = []int32{
 	3,  // 0: consentledger.v1.GetEntriesResponse.entries:type_name -> consentledger.v1.LogEntry
@@ -1264,10 +1324,10 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	12, // 3: consentledger.v1.EvidenceBundle.chain:type_name -> consentledger.v1.ProvenEntry
 	12, // 4: consentledger.v1.EvidenceBundle.policy:type_name -> consentledger.v1.ProvenEntry
 	3,  // 5: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	1,  // 6: consentledger.v1.ListCheckpointsResponse.checkpoints:type_name -> consentledger.v1.GetCheckpointResponse
-	21, // 7: consentledger.v1.DecisionHour.start:type_name -> google.protobuf.Timestamp
-	20, // 8: consentledger.v1.DecisionHour.denied_by_reason:type_name -> consentledger.v1.DecisionHour.DeniedByReasonEntry
-	18, // 9: consentledger.v1.GetDecisionStatsResponse.hours:type_name -> consentledger.v1.DecisionHour
+	17, // 6: consentledger.v1.ListCheckpointsResponse.checkpoints:type_name -> consentledger.v1.CosignedCheckpoint
+	22, // 7: consentledger.v1.DecisionHour.start:type_name -> google.protobuf.Timestamp
+	21, // 8: consentledger.v1.DecisionHour.denied_by_reason:type_name -> consentledger.v1.DecisionHour.DeniedByReasonEntry
+	19, // 9: consentledger.v1.GetDecisionStatsResponse.hours:type_name -> consentledger.v1.DecisionHour
 	0,  // 10: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
 	2,  // 11: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
 	5,  // 12: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
@@ -1275,7 +1335,7 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	9,  // 14: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
 	13, // 15: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
 	15, // 16: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
-	17, // 17: consentledger.v1.LogService.GetDecisionStats:input_type -> consentledger.v1.GetDecisionStatsRequest
+	18, // 17: consentledger.v1.LogService.GetDecisionStats:input_type -> consentledger.v1.GetDecisionStatsRequest
 	1,  // 18: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
 	4,  // 19: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
 	6,  // 20: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
@@ -1283,7 +1343,7 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	10, // 22: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
 	14, // 23: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
 	16, // 24: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
-	19, // 25: consentledger.v1.LogService.GetDecisionStats:output_type -> consentledger.v1.GetDecisionStatsResponse
+	20, // 25: consentledger.v1.LogService.GetDecisionStats:output_type -> consentledger.v1.GetDecisionStatsResponse
 	18, // [18:26] is the sub-list for method output_type
 	10, // [10:18] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -1302,7 +1362,7 @@ func file_consentledger_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_log_proto_rawDesc), len(file_consentledger_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
