@@ -88,6 +88,10 @@ type Config struct {
 	// RequirePublishedNotice: whether an opt-in's notice_version must name a
 	// published notice; unset means true once any notice is published.
 	RequirePublishedNotice *bool `yaml:"require_published_notice"`
+	// Hosts are further names clients and browsers reach this server by
+	// (besides the address's host, IP literals and localhost); a request
+	// with another Host header is refused (DNS rebinding).
+	Hosts []string `yaml:"hosts"`
 
 	// DataDir holds the ledger (required).
 	DataDir string `yaml:"-"`
@@ -259,4 +263,10 @@ func (c ContactConfig) policyContact() policies.Contact {
 		SenderName: c.SenderName, SupportContact: c.SupportContact, OptOut: c.OptOut,
 		PrivacyNoticeURL: c.PrivacyNoticeURL, DPOContact: c.DPOContact,
 	}
+}
+
+// hostNames are the names the server answers to besides IP literals and localhost.
+func (c Config) hostNames() []string {
+	host, _, _ := net.SplitHostPort(c.Addr)
+	return append([]string{host}, c.Hosts...)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/consentledger/consentledger/ledger"
 	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/rpc"
+	"github.com/consentledger/consentledger/server/console"
 )
 
 // ShutdownTimeout bounds how long a graceful stop waits for in-flight requests.
@@ -110,9 +111,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	metricsHandler := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	mux.Handle("/metrics", metricsHandler)
 	meta.Handle("/metrics", metricsHandler)
+	key, err := console.KeyFromDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	con, err := console.New(console.Options{API: mux, Auth: auth, Key: key, Secure: cfg.TLS != nil, Now: cfg.Now, Logger: log})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/console/", con)
+	mux.Handle("/console", con)
 
 	srv := &http.Server{
-		Handler:           guard(mux, auth, cfg.BodyReadTimeout, cfg.WatchSendTimeout),
+		// The Host allowlist comes first (DNS rebinding), then the bearer
+		// token for the API (the console signs its users in itself).
+		Handler:           console.HostGuard(cfg.hostNames(), guard(mux, auth, cfg.BodyReadTimeout, cfg.WatchSendTimeout)),
 		ConnContext:       withConnID,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,

@@ -1012,6 +1012,247 @@ func (x *Review) GetSubjectId() string {
 	return ""
 }
 
+type GetTimelineRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// At most this many events, newest first; 0 means 100, at most 1,000.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTimelineRequest) Reset() {
+	*x = GetTimelineRequest{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTimelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTimelineRequest) ProtoMessage() {}
+
+func (x *GetTimelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTimelineRequest.ProtoReflect.Descriptor instead.
+func (*GetTimelineRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetTimelineRequest) GetSubject() *Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *GetTimelineRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type GetTimelineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when the ledger does not know the subject.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The subject's consent events, newest first.
+	Events []*TimelineEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// The subject's consent per channel and purpose now (as GetConsent), each
+	// with the last allowed send decision that relied on it.
+	Consents []*ConsentState `protobuf:"bytes,3,rep,name=consents,proto3" json:"consents,omitempty"`
+	// True when older events exist beyond limit.
+	Truncated     bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTimelineResponse) Reset() {
+	*x = GetTimelineResponse{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTimelineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTimelineResponse) ProtoMessage() {}
+
+func (x *GetTimelineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTimelineResponse.ProtoReflect.Descriptor instead.
+func (*GetTimelineResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetTimelineResponse) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *GetTimelineResponse) GetEvents() []*TimelineEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *GetTimelineResponse) GetConsents() []*ConsentState {
+	if x != nil {
+		return x.Consents
+	}
+	return nil
+}
+
+func (x *GetTimelineResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// TimelineEvent is one consent event of a subject.
+type TimelineEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Entry *EntryRef              `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// "granted", "confirmed", "withdrawn" or "erased".
+	Kind    string  `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Channel Channel `protobuf:"varint,3,opt,name=channel,proto3,enum=consentledger.v1.Channel" json:"channel,omitempty"`
+	// Empty on a withdrawal means every purpose.
+	Purposes []string `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Method   string   `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// When it happened, as the caller reported it.
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// On a grant: the privacy-notice version shown.
+	NoticeVersion string `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion,proto3" json:"notice_version,omitempty"`
+	// On a withdrawal: "channel" or "all_marketing".
+	Scope string `protobuf:"bytes,8,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The principal that recorded it.
+	Actor         string `protobuf:"bytes,9,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineEvent) Reset() {
+	*x = TimelineEvent{}
+	mi := &file_consentledger_v1_consent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineEvent) ProtoMessage() {}
+
+func (x *TimelineEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_consent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineEvent.ProtoReflect.Descriptor instead.
+func (*TimelineEvent) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_consent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TimelineEvent) GetEntry() *EntryRef {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *TimelineEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TimelineEvent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *TimelineEvent) GetPurposes() []string {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *TimelineEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *TimelineEvent) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *TimelineEvent) GetNoticeVersion() string {
+	if x != nil {
+		return x.NoticeVersion
+	}
+	return ""
+}
+
+func (x *TimelineEvent) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *TimelineEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
 var File_consentledger_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_consent_proto_rawDesc = "" +
@@ -1092,7 +1333,27 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"receivedAt\x121\n" +
 	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\x06 \x01(\tR\tsubjectId2\xa0\x05\n" +
+	"subject_id\x18\x06 \x01(\tR\tsubjectId\"_\n" +
+	"\x12GetTimelineRequest\x123\n" +
+	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xc7\x01\n" +
+	"\x13GetTimelineResponse\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x127\n" +
+	"\x06events\x18\x02 \x03(\v2\x1f.consentledger.v1.TimelineEventR\x06events\x12:\n" +
+	"\bconsents\x18\x03 \x03(\v2\x1e.consentledger.v1.ConsentStateR\bconsents\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\xce\x02\n" +
+	"\rTimelineEvent\x120\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
+	"\achannel\x18\x03 \x01(\x0e2\x19.consentledger.v1.ChannelR\achannel\x12\x1a\n" +
+	"\bpurposes\x18\x04 \x03(\tR\bpurposes\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12;\n" +
+	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12%\n" +
+	"\x0enotice_version\x18\a \x01(\tR\rnoticeVersion\x12\x14\n" +
+	"\x05scope\x18\b \x01(\tR\x05scope\x12\x14\n" +
+	"\x05actor\x18\t \x01(\tR\x05actor2\xfc\x05\n" +
 	"\x0eConsentService\x12Z\n" +
 	"\vRecordOptIn\x12$.consentledger.v1.RecordOptInRequest\x1a%.consentledger.v1.RecordOptInResponse\x12]\n" +
 	"\fConfirmOptIn\x12%.consentledger.v1.ConfirmOptInRequest\x1a&.consentledger.v1.ConfirmOptInResponse\x12]\n" +
@@ -1101,7 +1362,8 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"GetConsent\x12#.consentledger.v1.GetConsentRequest\x1a$.consentledger.v1.GetConsentResponse\x12]\n" +
 	"\fEraseSubject\x12%.consentledger.v1.EraseSubjectRequest\x1a&.consentledger.v1.EraseSubjectResponse\x12Z\n" +
-	"\vListReviews\x12$.consentledger.v1.ListReviewsRequest\x1a%.consentledger.v1.ListReviewsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\vListReviews\x12$.consentledger.v1.ListReviewsRequest\x1a%.consentledger.v1.ListReviewsResponse\x12Z\n" +
+	"\vGetTimeline\x12$.consentledger.v1.GetTimelineRequest\x1a%.consentledger.v1.GetTimelineResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_consent_proto_rawDescOnce sync.Once
@@ -1115,7 +1377,7 @@ func file_consentledger_v1_consent_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_consent_proto_rawDescData
 }
 
-var file_consentledger_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_consentledger_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_consentledger_v1_consent_proto_goTypes = []any{
 	(*RecordOptInRequest)(nil),    // 0: consentledger.v1.RecordOptInRequest
 	(*RecordOptInResponse)(nil),   // 1: consentledger.v1.RecordOptInResponse
@@ -1132,60 +1394,71 @@ var file_consentledger_v1_consent_proto_goTypes = []any{
 	(*ListReviewsRequest)(nil),    // 12: consentledger.v1.ListReviewsRequest
 	(*ListReviewsResponse)(nil),   // 13: consentledger.v1.ListReviewsResponse
 	(*Review)(nil),                // 14: consentledger.v1.Review
-	(*Subject)(nil),               // 15: consentledger.v1.Subject
-	(Channel)(0),                  // 16: consentledger.v1.Channel
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*EntryRef)(nil),              // 18: consentledger.v1.EntryRef
-	(*ConsentState)(nil),          // 19: consentledger.v1.ConsentState
+	(*GetTimelineRequest)(nil),    // 15: consentledger.v1.GetTimelineRequest
+	(*GetTimelineResponse)(nil),   // 16: consentledger.v1.GetTimelineResponse
+	(*TimelineEvent)(nil),         // 17: consentledger.v1.TimelineEvent
+	(*Subject)(nil),               // 18: consentledger.v1.Subject
+	(Channel)(0),                  // 19: consentledger.v1.Channel
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*EntryRef)(nil),              // 21: consentledger.v1.EntryRef
+	(*ConsentState)(nil),          // 22: consentledger.v1.ConsentState
 }
 var file_consentledger_v1_consent_proto_depIdxs = []int32{
-	15, // 0: consentledger.v1.RecordOptInRequest.subject:type_name -> consentledger.v1.Subject
-	16, // 1: consentledger.v1.RecordOptInRequest.channel:type_name -> consentledger.v1.Channel
-	17, // 2: consentledger.v1.RecordOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	18, // 3: consentledger.v1.RecordOptInResponse.entry:type_name -> consentledger.v1.EntryRef
-	15, // 4: consentledger.v1.ConfirmOptInRequest.subject:type_name -> consentledger.v1.Subject
-	16, // 5: consentledger.v1.ConfirmOptInRequest.channel:type_name -> consentledger.v1.Channel
-	17, // 6: consentledger.v1.ConfirmOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	16, // 7: consentledger.v1.ConfirmOptInRequest.confirmed_via:type_name -> consentledger.v1.Channel
-	18, // 8: consentledger.v1.ConfirmOptInResponse.entry:type_name -> consentledger.v1.EntryRef
-	15, // 9: consentledger.v1.RecordOptOutRequest.subject:type_name -> consentledger.v1.Subject
-	16, // 10: consentledger.v1.RecordOptOutRequest.channel:type_name -> consentledger.v1.Channel
-	17, // 11: consentledger.v1.RecordOptOutRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	18, // 12: consentledger.v1.RecordOptOutResponse.entry:type_name -> consentledger.v1.EntryRef
-	15, // 13: consentledger.v1.HandleInboundRequest.subject:type_name -> consentledger.v1.Subject
-	16, // 14: consentledger.v1.HandleInboundRequest.channel:type_name -> consentledger.v1.Channel
-	17, // 15: consentledger.v1.HandleInboundRequest.received_at:type_name -> google.protobuf.Timestamp
-	18, // 16: consentledger.v1.HandleInboundResponse.entry:type_name -> consentledger.v1.EntryRef
-	15, // 17: consentledger.v1.GetConsentRequest.subject:type_name -> consentledger.v1.Subject
-	19, // 18: consentledger.v1.GetConsentResponse.consents:type_name -> consentledger.v1.ConsentState
-	18, // 19: consentledger.v1.GetConsentResponse.head:type_name -> consentledger.v1.EntryRef
-	18, // 20: consentledger.v1.GetConsentResponse.objection:type_name -> consentledger.v1.EntryRef
-	15, // 21: consentledger.v1.EraseSubjectRequest.subject:type_name -> consentledger.v1.Subject
-	18, // 22: consentledger.v1.EraseSubjectResponse.entry:type_name -> consentledger.v1.EntryRef
+	18, // 0: consentledger.v1.RecordOptInRequest.subject:type_name -> consentledger.v1.Subject
+	19, // 1: consentledger.v1.RecordOptInRequest.channel:type_name -> consentledger.v1.Channel
+	20, // 2: consentledger.v1.RecordOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 3: consentledger.v1.RecordOptInResponse.entry:type_name -> consentledger.v1.EntryRef
+	18, // 4: consentledger.v1.ConfirmOptInRequest.subject:type_name -> consentledger.v1.Subject
+	19, // 5: consentledger.v1.ConfirmOptInRequest.channel:type_name -> consentledger.v1.Channel
+	20, // 6: consentledger.v1.ConfirmOptInRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	19, // 7: consentledger.v1.ConfirmOptInRequest.confirmed_via:type_name -> consentledger.v1.Channel
+	21, // 8: consentledger.v1.ConfirmOptInResponse.entry:type_name -> consentledger.v1.EntryRef
+	18, // 9: consentledger.v1.RecordOptOutRequest.subject:type_name -> consentledger.v1.Subject
+	19, // 10: consentledger.v1.RecordOptOutRequest.channel:type_name -> consentledger.v1.Channel
+	20, // 11: consentledger.v1.RecordOptOutRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 12: consentledger.v1.RecordOptOutResponse.entry:type_name -> consentledger.v1.EntryRef
+	18, // 13: consentledger.v1.HandleInboundRequest.subject:type_name -> consentledger.v1.Subject
+	19, // 14: consentledger.v1.HandleInboundRequest.channel:type_name -> consentledger.v1.Channel
+	20, // 15: consentledger.v1.HandleInboundRequest.received_at:type_name -> google.protobuf.Timestamp
+	21, // 16: consentledger.v1.HandleInboundResponse.entry:type_name -> consentledger.v1.EntryRef
+	18, // 17: consentledger.v1.GetConsentRequest.subject:type_name -> consentledger.v1.Subject
+	22, // 18: consentledger.v1.GetConsentResponse.consents:type_name -> consentledger.v1.ConsentState
+	21, // 19: consentledger.v1.GetConsentResponse.head:type_name -> consentledger.v1.EntryRef
+	21, // 20: consentledger.v1.GetConsentResponse.objection:type_name -> consentledger.v1.EntryRef
+	18, // 21: consentledger.v1.EraseSubjectRequest.subject:type_name -> consentledger.v1.Subject
+	21, // 22: consentledger.v1.EraseSubjectResponse.entry:type_name -> consentledger.v1.EntryRef
 	14, // 23: consentledger.v1.ListReviewsResponse.reviews:type_name -> consentledger.v1.Review
-	18, // 24: consentledger.v1.Review.entry:type_name -> consentledger.v1.EntryRef
-	16, // 25: consentledger.v1.Review.channel:type_name -> consentledger.v1.Channel
-	17, // 26: consentledger.v1.Review.received_at:type_name -> google.protobuf.Timestamp
-	17, // 27: consentledger.v1.Review.due_at:type_name -> google.protobuf.Timestamp
-	0,  // 28: consentledger.v1.ConsentService.RecordOptIn:input_type -> consentledger.v1.RecordOptInRequest
-	2,  // 29: consentledger.v1.ConsentService.ConfirmOptIn:input_type -> consentledger.v1.ConfirmOptInRequest
-	4,  // 30: consentledger.v1.ConsentService.RecordOptOut:input_type -> consentledger.v1.RecordOptOutRequest
-	6,  // 31: consentledger.v1.ConsentService.HandleInbound:input_type -> consentledger.v1.HandleInboundRequest
-	8,  // 32: consentledger.v1.ConsentService.GetConsent:input_type -> consentledger.v1.GetConsentRequest
-	10, // 33: consentledger.v1.ConsentService.EraseSubject:input_type -> consentledger.v1.EraseSubjectRequest
-	12, // 34: consentledger.v1.ConsentService.ListReviews:input_type -> consentledger.v1.ListReviewsRequest
-	1,  // 35: consentledger.v1.ConsentService.RecordOptIn:output_type -> consentledger.v1.RecordOptInResponse
-	3,  // 36: consentledger.v1.ConsentService.ConfirmOptIn:output_type -> consentledger.v1.ConfirmOptInResponse
-	5,  // 37: consentledger.v1.ConsentService.RecordOptOut:output_type -> consentledger.v1.RecordOptOutResponse
-	7,  // 38: consentledger.v1.ConsentService.HandleInbound:output_type -> consentledger.v1.HandleInboundResponse
-	9,  // 39: consentledger.v1.ConsentService.GetConsent:output_type -> consentledger.v1.GetConsentResponse
-	11, // 40: consentledger.v1.ConsentService.EraseSubject:output_type -> consentledger.v1.EraseSubjectResponse
-	13, // 41: consentledger.v1.ConsentService.ListReviews:output_type -> consentledger.v1.ListReviewsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	21, // 24: consentledger.v1.Review.entry:type_name -> consentledger.v1.EntryRef
+	19, // 25: consentledger.v1.Review.channel:type_name -> consentledger.v1.Channel
+	20, // 26: consentledger.v1.Review.received_at:type_name -> google.protobuf.Timestamp
+	20, // 27: consentledger.v1.Review.due_at:type_name -> google.protobuf.Timestamp
+	18, // 28: consentledger.v1.GetTimelineRequest.subject:type_name -> consentledger.v1.Subject
+	17, // 29: consentledger.v1.GetTimelineResponse.events:type_name -> consentledger.v1.TimelineEvent
+	22, // 30: consentledger.v1.GetTimelineResponse.consents:type_name -> consentledger.v1.ConsentState
+	21, // 31: consentledger.v1.TimelineEvent.entry:type_name -> consentledger.v1.EntryRef
+	19, // 32: consentledger.v1.TimelineEvent.channel:type_name -> consentledger.v1.Channel
+	20, // 33: consentledger.v1.TimelineEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	0,  // 34: consentledger.v1.ConsentService.RecordOptIn:input_type -> consentledger.v1.RecordOptInRequest
+	2,  // 35: consentledger.v1.ConsentService.ConfirmOptIn:input_type -> consentledger.v1.ConfirmOptInRequest
+	4,  // 36: consentledger.v1.ConsentService.RecordOptOut:input_type -> consentledger.v1.RecordOptOutRequest
+	6,  // 37: consentledger.v1.ConsentService.HandleInbound:input_type -> consentledger.v1.HandleInboundRequest
+	8,  // 38: consentledger.v1.ConsentService.GetConsent:input_type -> consentledger.v1.GetConsentRequest
+	10, // 39: consentledger.v1.ConsentService.EraseSubject:input_type -> consentledger.v1.EraseSubjectRequest
+	12, // 40: consentledger.v1.ConsentService.ListReviews:input_type -> consentledger.v1.ListReviewsRequest
+	15, // 41: consentledger.v1.ConsentService.GetTimeline:input_type -> consentledger.v1.GetTimelineRequest
+	1,  // 42: consentledger.v1.ConsentService.RecordOptIn:output_type -> consentledger.v1.RecordOptInResponse
+	3,  // 43: consentledger.v1.ConsentService.ConfirmOptIn:output_type -> consentledger.v1.ConfirmOptInResponse
+	5,  // 44: consentledger.v1.ConsentService.RecordOptOut:output_type -> consentledger.v1.RecordOptOutResponse
+	7,  // 45: consentledger.v1.ConsentService.HandleInbound:output_type -> consentledger.v1.HandleInboundResponse
+	9,  // 46: consentledger.v1.ConsentService.GetConsent:output_type -> consentledger.v1.GetConsentResponse
+	11, // 47: consentledger.v1.ConsentService.EraseSubject:output_type -> consentledger.v1.EraseSubjectResponse
+	13, // 48: consentledger.v1.ConsentService.ListReviews:output_type -> consentledger.v1.ListReviewsResponse
+	16, // 49: consentledger.v1.ConsentService.GetTimeline:output_type -> consentledger.v1.GetTimelineResponse
+	42, // [42:50] is the sub-list for method output_type
+	34, // [34:42] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_consent_proto_init() }
@@ -1201,7 +1474,7 @@ func file_consentledger_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_consent_proto_rawDesc), len(file_consentledger_v1_consent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

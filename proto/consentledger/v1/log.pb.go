@@ -1243,6 +1243,177 @@ func (x *WatchEntriesResponse) GetEntry() *LogEntry {
 	return nil
 }
 
+type GetDecisionStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window: the last this many hours, up to now; 0 means 24, at most 168.
+	Hours         uint32 `protobuf:"varint,1,opt,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDecisionStatsRequest) Reset() {
+	*x = GetDecisionStatsRequest{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDecisionStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDecisionStatsRequest) ProtoMessage() {}
+
+func (x *GetDecisionStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDecisionStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetDecisionStatsRequest) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetDecisionStatsRequest) GetHours() uint32 {
+	if x != nil {
+		return x.Hours
+	}
+	return 0
+}
+
+// DecisionHour counts the send decisions recorded in one hour.
+type DecisionHour struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hour's start (UTC, on the hour).
+	Start   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Denied  uint64                 `protobuf:"varint,3,opt,name=denied,proto3" json:"denied,omitempty"`
+	// Denials per reason code (the part of a reason before ":"); a decision
+	// denied for two reasons counts under both.
+	DeniedByReason map[string]uint64 `protobuf:"bytes,4,rep,name=denied_by_reason,json=deniedByReason,proto3" json:"denied_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DecisionHour) Reset() {
+	*x = DecisionHour{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionHour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionHour) ProtoMessage() {}
+
+func (x *DecisionHour) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionHour.ProtoReflect.Descriptor instead.
+func (*DecisionHour) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DecisionHour) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *DecisionHour) GetAllowed() uint64 {
+	if x != nil {
+		return x.Allowed
+	}
+	return 0
+}
+
+func (x *DecisionHour) GetDenied() uint64 {
+	if x != nil {
+		return x.Denied
+	}
+	return 0
+}
+
+func (x *DecisionHour) GetDeniedByReason() map[string]uint64 {
+	if x != nil {
+		return x.DeniedByReason
+	}
+	return nil
+}
+
+type GetDecisionStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per hour of the window, oldest first, including hours without decisions.
+	Hours []*DecisionHour `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
+	// The log's size when read; entries below it were counted.
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDecisionStatsResponse) Reset() {
+	*x = GetDecisionStatsResponse{}
+	mi := &file_consentledger_v1_log_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDecisionStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDecisionStatsResponse) ProtoMessage() {}
+
+func (x *GetDecisionStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_log_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDecisionStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetDecisionStatsResponse) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_log_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetDecisionStatsResponse) GetHours() []*DecisionHour {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *GetDecisionStatsResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_consentledger_v1_log_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_log_proto_rawDesc = "" +
@@ -1334,7 +1505,20 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x13WatchEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\"H\n" +
 	"\x14WatchEntriesResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry2\xce\x05\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry\"/\n" +
+	"\x17GetDecisionStatsRequest\x12\x14\n" +
+	"\x05hours\x18\x01 \x01(\rR\x05hours\"\x93\x02\n" +
+	"\fDecisionHour\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\x04R\aallowed\x12\x16\n" +
+	"\x06denied\x18\x03 \x01(\x04R\x06denied\x12\\\n" +
+	"\x10denied_by_reason\x18\x04 \x03(\v22.consentledger.v1.DecisionHour.DeniedByReasonEntryR\x0edeniedByReason\x1aA\n" +
+	"\x13DeniedByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"d\n" +
+	"\x18GetDecisionStatsResponse\x124\n" +
+	"\x05hours\x18\x01 \x03(\v2\x1e.consentledger.v1.DecisionHourR\x05hours\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size2\xb9\x06\n" +
 	"\n" +
 	"LogService\x12`\n" +
 	"\rGetCheckpoint\x12&.consentledger.v1.GetCheckpointRequest\x1a'.consentledger.v1.GetCheckpointResponse\x12W\n" +
@@ -1344,7 +1528,8 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\x13GetConsistencyProof\x12,.consentledger.v1.GetConsistencyProofRequest\x1a-.consentledger.v1.GetConsistencyProofResponse\x12Z\n" +
 	"\vGetEvidence\x12$.consentledger.v1.GetEvidenceRequest\x1a%.consentledger.v1.GetEvidenceResponse\x12_\n" +
 	"\fWatchEntries\x12%.consentledger.v1.WatchEntriesRequest\x1a&.consentledger.v1.WatchEntriesResponse0\x01\x12f\n" +
-	"\x0fListCheckpoints\x12(.consentledger.v1.ListCheckpointsRequest\x1a).consentledger.v1.ListCheckpointsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
+	"\x0fListCheckpoints\x12(.consentledger.v1.ListCheckpointsRequest\x1a).consentledger.v1.ListCheckpointsResponse\x12i\n" +
+	"\x10GetDecisionStats\x12).consentledger.v1.GetDecisionStatsRequest\x1a*.consentledger.v1.GetDecisionStatsResponseBOZMgithub.com/consentledger/consentledger/proto/consentledger/v1;consentledgerv1b\x06proto3"
 
 var (
 	file_consentledger_v1_log_proto_rawDescOnce sync.Once
@@ -1358,7 +1543,7 @@ func file_consentledger_v1_log_proto_rawDescGZIP() []byte {
 	return file_consentledger_v1_log_proto_rawDescData
 }
 
-var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_consentledger_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_consentledger_v1_log_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: consentledger.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: consentledger.v1.GetCheckpointResponse
@@ -1380,11 +1565,15 @@ var file_consentledger_v1_log_proto_goTypes = []any{
 	(*ProvenEntry)(nil),                 // 17: consentledger.v1.ProvenEntry
 	(*WatchEntriesRequest)(nil),         // 18: consentledger.v1.WatchEntriesRequest
 	(*WatchEntriesResponse)(nil),        // 19: consentledger.v1.WatchEntriesResponse
-	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
+	(*GetDecisionStatsRequest)(nil),     // 20: consentledger.v1.GetDecisionStatsRequest
+	(*DecisionHour)(nil),                // 21: consentledger.v1.DecisionHour
+	(*GetDecisionStatsResponse)(nil),    // 22: consentledger.v1.GetDecisionStatsResponse
+	nil,                                 // 23: consentledger.v1.DecisionHour.DeniedByReasonEntry
+	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
 }
 var file_consentledger_v1_log_proto_depIdxs = []int32{
 	2,  // 0: consentledger.v1.GetCheckpointResponse.witnesses:type_name -> consentledger.v1.WitnessStatus
-	20, // 1: consentledger.v1.WitnessStatus.last_cosigned_at:type_name -> google.protobuf.Timestamp
+	24, // 1: consentledger.v1.WitnessStatus.last_cosigned_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: consentledger.v1.ListCheckpointsResponse.checkpoints:type_name -> consentledger.v1.CosignedCheckpoint
 	7,  // 3: consentledger.v1.GetEntriesResponse.entries:type_name -> consentledger.v1.LogEntry
 	15, // 4: consentledger.v1.GetEvidenceResponse.bundle:type_name -> consentledger.v1.EvidenceBundle
@@ -1395,25 +1584,30 @@ var file_consentledger_v1_log_proto_depIdxs = []int32{
 	17, // 9: consentledger.v1.EvidenceBundle.last_allowed_send:type_name -> consentledger.v1.ProvenEntry
 	16, // 10: consentledger.v1.EvidenceBundle.witnessed:type_name -> consentledger.v1.WitnessedCheckpoint
 	7,  // 11: consentledger.v1.WatchEntriesResponse.entry:type_name -> consentledger.v1.LogEntry
-	0,  // 12: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
-	6,  // 13: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
-	9,  // 14: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
-	11, // 15: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
-	13, // 16: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
-	18, // 17: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
-	3,  // 18: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
-	1,  // 19: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
-	8,  // 20: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
-	10, // 21: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
-	12, // 22: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
-	14, // 23: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
-	19, // 24: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
-	4,  // 25: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 12: consentledger.v1.DecisionHour.start:type_name -> google.protobuf.Timestamp
+	23, // 13: consentledger.v1.DecisionHour.denied_by_reason:type_name -> consentledger.v1.DecisionHour.DeniedByReasonEntry
+	21, // 14: consentledger.v1.GetDecisionStatsResponse.hours:type_name -> consentledger.v1.DecisionHour
+	0,  // 15: consentledger.v1.LogService.GetCheckpoint:input_type -> consentledger.v1.GetCheckpointRequest
+	6,  // 16: consentledger.v1.LogService.GetEntries:input_type -> consentledger.v1.GetEntriesRequest
+	9,  // 17: consentledger.v1.LogService.GetInclusionProof:input_type -> consentledger.v1.GetInclusionProofRequest
+	11, // 18: consentledger.v1.LogService.GetConsistencyProof:input_type -> consentledger.v1.GetConsistencyProofRequest
+	13, // 19: consentledger.v1.LogService.GetEvidence:input_type -> consentledger.v1.GetEvidenceRequest
+	18, // 20: consentledger.v1.LogService.WatchEntries:input_type -> consentledger.v1.WatchEntriesRequest
+	3,  // 21: consentledger.v1.LogService.ListCheckpoints:input_type -> consentledger.v1.ListCheckpointsRequest
+	20, // 22: consentledger.v1.LogService.GetDecisionStats:input_type -> consentledger.v1.GetDecisionStatsRequest
+	1,  // 23: consentledger.v1.LogService.GetCheckpoint:output_type -> consentledger.v1.GetCheckpointResponse
+	8,  // 24: consentledger.v1.LogService.GetEntries:output_type -> consentledger.v1.GetEntriesResponse
+	10, // 25: consentledger.v1.LogService.GetInclusionProof:output_type -> consentledger.v1.GetInclusionProofResponse
+	12, // 26: consentledger.v1.LogService.GetConsistencyProof:output_type -> consentledger.v1.GetConsistencyProofResponse
+	14, // 27: consentledger.v1.LogService.GetEvidence:output_type -> consentledger.v1.GetEvidenceResponse
+	19, // 28: consentledger.v1.LogService.WatchEntries:output_type -> consentledger.v1.WatchEntriesResponse
+	4,  // 29: consentledger.v1.LogService.ListCheckpoints:output_type -> consentledger.v1.ListCheckpointsResponse
+	22, // 30: consentledger.v1.LogService.GetDecisionStats:output_type -> consentledger.v1.GetDecisionStatsResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_consentledger_v1_log_proto_init() }
@@ -1427,7 +1621,7 @@ func file_consentledger_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_log_proto_rawDesc), len(file_consentledger_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,9 @@ const (
 	// ConsentServiceListReviewsProcedure is the fully-qualified name of the ConsentService's
 	// ListReviews RPC.
 	ConsentServiceListReviewsProcedure = "/consentledger.v1.ConsentService/ListReviews"
+	// ConsentServiceGetTimelineProcedure is the fully-qualified name of the ConsentService's
+	// GetTimeline RPC.
+	ConsentServiceGetTimelineProcedure = "/consentledger.v1.ConsentService/GetTimeline"
 )
 
 // ConsentServiceClient is a client for the consentledger.v1.ConsentService service.
@@ -73,6 +76,8 @@ type ConsentServiceClient interface {
 	EraseSubject(context.Context, *connect.Request[v1.EraseSubjectRequest]) (*connect.Response[v1.EraseSubjectResponse], error)
 	// ListReviews lists the inbound messages waiting for a person (HandleInbound action "review").
 	ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error)
+	// GetTimeline returns the subject's consent events, newest first, following its consent chain.
+	GetTimeline(context.Context, *connect.Request[v1.GetTimelineRequest]) (*connect.Response[v1.GetTimelineResponse], error)
 }
 
 // NewConsentServiceClient constructs a client for the consentledger.v1.ConsentService service. By
@@ -128,6 +133,12 @@ func NewConsentServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(consentServiceMethods.ByName("ListReviews")),
 			connect.WithClientOptions(opts...),
 		),
+		getTimeline: connect.NewClient[v1.GetTimelineRequest, v1.GetTimelineResponse](
+			httpClient,
+			baseURL+ConsentServiceGetTimelineProcedure,
+			connect.WithSchema(consentServiceMethods.ByName("GetTimeline")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -140,6 +151,7 @@ type consentServiceClient struct {
 	getConsent    *connect.Client[v1.GetConsentRequest, v1.GetConsentResponse]
 	eraseSubject  *connect.Client[v1.EraseSubjectRequest, v1.EraseSubjectResponse]
 	listReviews   *connect.Client[v1.ListReviewsRequest, v1.ListReviewsResponse]
+	getTimeline   *connect.Client[v1.GetTimelineRequest, v1.GetTimelineResponse]
 }
 
 // RecordOptIn calls consentledger.v1.ConsentService.RecordOptIn.
@@ -177,6 +189,11 @@ func (c *consentServiceClient) ListReviews(ctx context.Context, req *connect.Req
 	return c.listReviews.CallUnary(ctx, req)
 }
 
+// GetTimeline calls consentledger.v1.ConsentService.GetTimeline.
+func (c *consentServiceClient) GetTimeline(ctx context.Context, req *connect.Request[v1.GetTimelineRequest]) (*connect.Response[v1.GetTimelineResponse], error) {
+	return c.getTimeline.CallUnary(ctx, req)
+}
+
 // ConsentServiceHandler is an implementation of the consentledger.v1.ConsentService service.
 type ConsentServiceHandler interface {
 	// RecordOptIn records that the subject consented to messages on a channel for purposes.
@@ -194,6 +211,8 @@ type ConsentServiceHandler interface {
 	EraseSubject(context.Context, *connect.Request[v1.EraseSubjectRequest]) (*connect.Response[v1.EraseSubjectResponse], error)
 	// ListReviews lists the inbound messages waiting for a person (HandleInbound action "review").
 	ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error)
+	// GetTimeline returns the subject's consent events, newest first, following its consent chain.
+	GetTimeline(context.Context, *connect.Request[v1.GetTimelineRequest]) (*connect.Response[v1.GetTimelineResponse], error)
 }
 
 // NewConsentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -245,6 +264,12 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 		connect.WithSchema(consentServiceMethods.ByName("ListReviews")),
 		connect.WithHandlerOptions(opts...),
 	)
+	consentServiceGetTimelineHandler := connect.NewUnaryHandler(
+		ConsentServiceGetTimelineProcedure,
+		svc.GetTimeline,
+		connect.WithSchema(consentServiceMethods.ByName("GetTimeline")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.ConsentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsentServiceRecordOptInProcedure:
@@ -261,6 +286,8 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 			consentServiceEraseSubjectHandler.ServeHTTP(w, r)
 		case ConsentServiceListReviewsProcedure:
 			consentServiceListReviewsHandler.ServeHTTP(w, r)
+		case ConsentServiceGetTimelineProcedure:
+			consentServiceGetTimelineHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -296,4 +323,8 @@ func (UnimplementedConsentServiceHandler) EraseSubject(context.Context, *connect
 
 func (UnimplementedConsentServiceHandler) ListReviews(context.Context, *connect.Request[v1.ListReviewsRequest]) (*connect.Response[v1.ListReviewsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.ConsentService.ListReviews is not implemented"))
+}
+
+func (UnimplementedConsentServiceHandler) GetTimeline(context.Context, *connect.Request[v1.GetTimelineRequest]) (*connect.Response[v1.GetTimelineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.ConsentService.GetTimeline is not implemented"))
 }

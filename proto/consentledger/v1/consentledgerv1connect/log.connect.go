@@ -51,6 +51,9 @@ const (
 	// LogServiceListCheckpointsProcedure is the fully-qualified name of the LogService's
 	// ListCheckpoints RPC.
 	LogServiceListCheckpointsProcedure = "/consentledger.v1.LogService/ListCheckpoints"
+	// LogServiceGetDecisionStatsProcedure is the fully-qualified name of the LogService's
+	// GetDecisionStats RPC.
+	LogServiceGetDecisionStatsProcedure = "/consentledger.v1.LogService/GetDecisionStats"
 )
 
 // LogServiceClient is a client for the consentledger.v1.LogService service.
@@ -70,6 +73,8 @@ type LogServiceClient interface {
 	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
 	// (DESIGN §13: exports carry every one).
 	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
+	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
+	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
 }
 
 // NewLogServiceClient constructs a client for the consentledger.v1.LogService service. By default,
@@ -125,6 +130,12 @@ func NewLogServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
 			connect.WithClientOptions(opts...),
 		),
+		getDecisionStats: connect.NewClient[v1.GetDecisionStatsRequest, v1.GetDecisionStatsResponse](
+			httpClient,
+			baseURL+LogServiceGetDecisionStatsProcedure,
+			connect.WithSchema(logServiceMethods.ByName("GetDecisionStats")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -137,6 +148,7 @@ type logServiceClient struct {
 	getEvidence         *connect.Client[v1.GetEvidenceRequest, v1.GetEvidenceResponse]
 	watchEntries        *connect.Client[v1.WatchEntriesRequest, v1.WatchEntriesResponse]
 	listCheckpoints     *connect.Client[v1.ListCheckpointsRequest, v1.ListCheckpointsResponse]
+	getDecisionStats    *connect.Client[v1.GetDecisionStatsRequest, v1.GetDecisionStatsResponse]
 }
 
 // GetCheckpoint calls consentledger.v1.LogService.GetCheckpoint.
@@ -174,6 +186,11 @@ func (c *logServiceClient) ListCheckpoints(ctx context.Context, req *connect.Req
 	return c.listCheckpoints.CallUnary(ctx, req)
 }
 
+// GetDecisionStats calls consentledger.v1.LogService.GetDecisionStats.
+func (c *logServiceClient) GetDecisionStats(ctx context.Context, req *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error) {
+	return c.getDecisionStats.CallUnary(ctx, req)
+}
+
 // LogServiceHandler is an implementation of the consentledger.v1.LogService service.
 type LogServiceHandler interface {
 	// GetCheckpoint returns the latest signed checkpoint (signing a new one first when asked).
@@ -191,6 +208,8 @@ type LogServiceHandler interface {
 	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
 	// (DESIGN §13: exports carry every one).
 	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
+	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
+	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
 }
 
 // NewLogServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -242,6 +261,12 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(logServiceMethods.ByName("ListCheckpoints")),
 		connect.WithHandlerOptions(opts...),
 	)
+	logServiceGetDecisionStatsHandler := connect.NewUnaryHandler(
+		LogServiceGetDecisionStatsProcedure,
+		svc.GetDecisionStats,
+		connect.WithSchema(logServiceMethods.ByName("GetDecisionStats")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/consentledger.v1.LogService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LogServiceGetCheckpointProcedure:
@@ -258,6 +283,8 @@ func NewLogServiceHandler(svc LogServiceHandler, opts ...connect.HandlerOption) 
 			logServiceWatchEntriesHandler.ServeHTTP(w, r)
 		case LogServiceListCheckpointsProcedure:
 			logServiceListCheckpointsHandler.ServeHTTP(w, r)
+		case LogServiceGetDecisionStatsProcedure:
+			logServiceGetDecisionStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -293,4 +320,8 @@ func (UnimplementedLogServiceHandler) WatchEntries(context.Context, *connect.Req
 
 func (UnimplementedLogServiceHandler) ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.ListCheckpoints is not implemented"))
+}
+
+func (UnimplementedLogServiceHandler) GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("consentledger.v1.LogService.GetDecisionStats is not implemented"))
 }
