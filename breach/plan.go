@@ -1,4 +1,4 @@
-// Package breach holds the law of DESIGN §14 for personal-data breaches as
+// Package breach holds the law of README.md: Privacy notices, breaches, reports for personal-data breaches as
 // pure functions over the state the log derives: the default breach
 // response plan (steps, owners and deadlines as data — the 72 h may change
 // by law), which breaches are notifiable and by when (GDPR Art. 33(1), (2),
@@ -42,7 +42,7 @@ const (
 	AppliesHighRisk   = "high_risk"
 )
 
-// DefaultSteps returns the default plan of DESIGN §14, in order.
+// DefaultSteps returns the default plan of GDPR Art. 7(1), 13, in order.
 func DefaultSteps() []*pb.PlanStep {
 	return []*pb.PlanStep{
 		{Id: StepInformDPO, Title: "Inform the DPO or the data protection contact point at once (Art. 38(1))", OwnerRole: "breach", DeadlineHours: 1},

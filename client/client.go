@@ -1,6 +1,6 @@
 // Package client is the Go client of a consentledger server: the five
 // Connect services over one HTTP/2-capable connection, with the bearer
-// token of DESIGN §7, plus the operations the CLI offers on top of them
+// token of README.md: The API, plus the operations the CLI offers on top of them
 // (evidence bundles, exports, the load generator).
 package client
 

@@ -14,7 +14,7 @@ import (
 )
 
 // Evidence returns the evidence bundle of the send decision at index as
-// protojson (DESIGN §8), indented for people.
+// protojson (docs/entry-format.md: Evidence bundles), indented for people.
 func (c *Client) Evidence(ctx context.Context, index uint64) ([]byte, error) {
 	r, err := c.Log.GetEvidence(ctx, connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: index}))
 	if err != nil {

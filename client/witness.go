@@ -100,7 +100,7 @@ func (c *Client) waitErr(ctx context.Context, err error, minSize uint64, wait ti
 // WitnessedEvidence waits (at most wait) until a checkpoint that covers
 // the send decision at index carries the server's witness quorum, and
 // returns the evidence bundle proven in that checkpoint: its field 1 is
-// the cosigned checkpoint (DESIGN §13).
+// the cosigned checkpoint (README.md: Witnesses).
 func (c *Client) WitnessedEvidence(ctx context.Context, index uint64, wait time.Duration, progress io.Writer) ([]byte, error) {
 	cp, err := c.witnessed(ctx, index+1, wait, progress, fmt.Sprintf("decision %d", index))
 	if err != nil {
@@ -115,7 +115,7 @@ func (c *Client) WitnessedEvidence(ctx context.Context, index uint64, wait time.
 
 // UpgradeEvidence adds to an existing bundle (protojson) a later checkpoint
 // that carries the server's witness quorum, with the consistency proof from
-// the bundle's checkpoint to it (field 7, DESIGN §8 and §13). Nothing in
+// the bundle's checkpoint to it (field 7; README.md: Witnesses). Nothing in
 // fields 1–6 changes, so the bundle proves what it proved before, and now
 // also when its entries existed at the latest.
 func (c *Client) UpgradeEvidence(ctx context.Context, bundleJSON []byte, wait time.Duration, progress io.Writer) ([]byte, error) {

@@ -13,7 +13,7 @@
 // expect and which root they must produce; it is not trusted until verified
 // against a pinned key.
 //
-// Version 2 (DESIGN §13) adds, between the checkpoint and the entries, every
+// Version 2 (README.md: Witnesses) adds, between the checkpoint and the entries, every
 // checkpoint the log kept up to that size, each with its witness
 // cosignatures, so that an audit can bound each entry's time by the first
 // witnessed checkpoint that includes it:

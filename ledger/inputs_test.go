@@ -11,7 +11,7 @@ import (
 )
 
 // A decision with CheckInputs is appended only if everything its input was
-// built from is unchanged (DESIGN §4); each change refuses it with its own
+// built from is unchanged (docs/guarantees.md); each change refuses it with its own
 // ErrStale… and appends nothing.
 func TestStaleInputs(t *testing.T) {
 	clock := &fakeClock{}

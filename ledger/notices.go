@@ -11,7 +11,7 @@ import (
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// Tables of DESIGN §14 in the state index.
+// Tables of README.md: Privacy notices, breaches, reports in the state index.
 const (
 	tabNotice = 'n' // 'n' version 0x00 language → NoticeState
 	tabPlan   = 'o' // 'o' → PlanState (the plan in force); 'o' '/' version → PlanState
@@ -25,7 +25,7 @@ var planKey = []byte{tabPlan}
 
 func planVersionKey(version string) []byte { return append([]byte{tabPlan, '/'}, version...) }
 
-// Assessment levels of a breach (BreachAssessed.level, DESIGN §14).
+// Assessment levels of a breach (BreachAssessed.level).
 const (
 	RiskNone = "no_risk"
 	RiskSome = "risk"

@@ -69,7 +69,7 @@ type InputConsent struct {
 	GrantedAt         string // RFC 3339
 	Method            string // how the opt-in was collected
 	NoticeVersion     string // the privacy notice shown
-	NoticeLanguage    string // its language (DESIGN §14); "" for grants naming no published notice
+	NoticeLanguage    string // its language (README.md: Privacy notices, breaches, reports); "" for grants naming no published notice
 	DoubleOptIn       bool   // confirmed by double opt-in
 	ConfirmedAt       string // RFC 3339
 	ConfirmedVia      string // channel the double opt-in was confirmed on

@@ -92,7 +92,7 @@ test_keywords_from_data if {
 
 # ---------------------------------------------------------------------------
 # Punctuation and politeness or channel words (data.json ignore_words) do
-# not hide a keyword (DESIGN §6; issue 9 point 7).
+# not hide a keyword (policies/INBOUND.md).
 
 test_punctuation_and_polite_words_dropped if {
 	all_map(["STOP!", "Stop.", "stop!!!", "¡Stop!", "Stopp bitte", "Stopp, bitte!", "STOP SMS", "please stop", "Stop please.", "STOP WhatsApp", "opt-out", "Opt out", "Baja, por favor"], "opt_out")

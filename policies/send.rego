@@ -212,7 +212,7 @@ deny contains concat("", [
 
 # ---------------------------------------------------------------------------
 # Privacy notice (rules.notice_version, config.notice_min_version; GDPR Art.
-# 7(1), 13, DESIGN §14): a legal team can require that marketing consent was
+# 7(1), 13): a legal team can require that marketing consent was
 # given under a privacy notice at least as new as a version (versions
 # compare as text, e.g. "2026-11"; empty, the default: no minimum). The
 # grant's notice is the consent's notice_version and notice_language (the

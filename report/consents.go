@@ -1,4 +1,4 @@
-// Package report builds the consent report of DESIGN §14: one row per
+// Package report builds the consent report of README.md: Privacy notices, breaches, reports: one row per
 // subject pseudonym, channel and purpose with its status, the occurred_at
 // and recorded_at of its events (a withdrawal takes effect when received),
 // method, notice version and language, and the entry indexes — either from

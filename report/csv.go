@@ -21,7 +21,7 @@ var Header = []string{
 
 // SafeCell neutralises a cell a spreadsheet would read as a formula: a
 // cell starting with =, +, -, @, a tab or a carriage return gets a leading
-// apostrophe (the OWASP CSV-injection rule DESIGN §14 names).
+// apostrophe (the OWASP CSV-injection rule README.md: Privacy notices, breaches, reports names).
 func SafeCell(s string) string {
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s

@@ -191,7 +191,7 @@ func (h *breachHandler) RecordAuthorityNotification(ctx context.Context, r *conn
 	if err := checkKey(m.IdempotencyKey); err != nil {
 		return nil, err
 	}
-	// The deadline of the plan the breach follows (DESIGN §14): none for a
+	// The deadline of the plan the breach follows (README.md: Privacy notices, breaches, reports): none for a
 	// breach assessed no_risk, the controllers' for a processor.
 	st := breach.Evaluate(b, nil, at.AsTime())
 	if steps, err := h.s.planSteps(ctx, b); err == nil {
@@ -323,7 +323,7 @@ func (h *breachHandler) ListBreaches(ctx context.Context, r *connect.Request[pb.
 }
 
 // BreachView computes a breach's Art. 33 deadline and timeliness at now
-// under the default plan (DESIGN §14: none for a no_risk breach).
+// under the default plan (README.md: Privacy notices, breaches, reports: none for a no_risk breach).
 func BreachView(b *pb.BreachState, now time.Time) *pb.Breach {
 	return breachViewWith(b, breach.DefaultSteps(), now, nil)
 }

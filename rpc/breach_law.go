@@ -16,7 +16,7 @@ import (
 )
 
 // freeText refuses free text that holds an e-mail address or a phone
-// number (DESIGN §14: personal data must not enter the log).
+// number (README.md: Privacy notices, breaches, reports: personal data must not enter the log).
 func freeText(field, s string) error {
 	if err := breach.CheckFreeText(s); err != nil {
 		return invalid(field, "%v", err)

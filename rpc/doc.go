@@ -1,5 +1,5 @@
 // Package rpc implements consentledger's Connect API (package
-// consentledger.v1, DESIGN §7): ConsentService, SendService, BreachService,
+// consentledger.v1, README.md: The API): ConsentService, SendService, BreachService,
 // PolicyService and LogService. Handlers validate each request in one place
 // (errors name the field), turn it into ledger appends and policy
 // evaluations, and map ledger errors to Connect codes. A rejected request

@@ -16,7 +16,7 @@ import (
 // consent head that an evidence bundle carries.
 const maxChain = 10000
 
-// Evidence builds the evidence bundle of DESIGN §8 for the send decision at
+// Evidence builds the evidence bundle of docs/entry-format.md: Evidence bundles for the send decision at
 // index: a signed checkpoint that includes it; the decision; the subject's
 // consent events from the first up to the consent head it names, oldest
 // first; the policy entry; and the last allowed send the decision's input

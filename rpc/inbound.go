@@ -99,7 +99,7 @@ func (h *consentHandler) HandleInbound(ctx context.Context, r *connect.Request[p
 // keywordWithdrawn returns what an inbound opt-in keyword restores: the
 // purposes on ch that the channel's last keyword opt-out withdrew and that
 // are still withdrawn by it — nothing else (GDPR Art. 4(11): consent is
-// specific; DESIGN §6). An opt-out by API, form or signal is never undone
+// specific; policies/README.md). An opt-out by API, form or signal is never undone
 // by a keyword.
 func (s *Service) keywordWithdrawn(ctx context.Context, id subject.Identifier, ch pb.Channel) ([]string, error) {
 	_, st, _, err := s.l.LookupSubject(ctx, id)

@@ -192,7 +192,7 @@ func (s *Service) requireNotice(ctx context.Context) (bool, error) {
 }
 
 // grantNotice resolves an opt-in's notice_version and notice_language to the
-// published notice it names (DESIGN §14): it must cover the channel and every
+// published notice it names (README.md: Privacy notices, breaches, reports): it must cover the channel and every
 // purpose and be in effect at occurred_at. It returns the notice's entry
 // index and language, or (nil, "", nil) when no published notice is
 // required and none matches.

@@ -7,7 +7,7 @@ import (
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// noticeEvidence returns bundle field 5 (DESIGN §8, §14): the
+// noticeEvidence returns bundle field 5 (docs/entry-format.md): the
 // NoticePublished entry the decision's grant names, proven; nil when the
 // decision relied on no grant or the grant names no published notice.
 func noticeEvidence(ctx context.Context, l *ledger.Ledger, d *pb.SendDecision, prove func(uint64, []byte) (*pb.ProvenEntry, error)) (*pb.ProvenEntry, error) {

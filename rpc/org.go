@@ -9,7 +9,7 @@ import (
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// Org is who the server keeps the log for (DESIGN §14): the controller (or
+// Org is who the server keeps the log for (README.md: Privacy notices, breaches, reports): the controller (or
 // processor), its DPO or contact point, and its supervisory authority. The
 // zero value configures none of them.
 type Org struct {

@@ -12,7 +12,7 @@ import (
 	"connectrpc.com/connect"
 )
 
-// Roles (DESIGN §7).
+// Roles (README.md: The API).
 const (
 	RoleSender  = "sender"  // consent writes, Decide, inbound
 	RoleAuditor = "auditor" // read the log, evidence
@@ -74,14 +74,14 @@ var procedureRoles = map[string][]string{
 	"/consentledger.v1.LogService/GetEvidence":                    {RoleAuditor},
 	"/consentledger.v1.LogService/WatchEntries":                   {RoleAuditor},
 	"/consentledger.v1.LogService/ListCheckpoints":                {RoleAuditor},
-	"/consentledger.v1.NoticeService/PublishNotice":  {RoleLegal},
-	"/consentledger.v1.NoticeService/ListNotices":    {RoleLegal, RoleAuditor, RoleSender},
-	"/consentledger.v1.NoticeService/GetNotice":      {RoleLegal, RoleAuditor, RoleSender},
-	"/consentledger.v1.BreachService/AssessBreach":   {RoleBreach},
-	"/consentledger.v1.BreachService/CompleteStep":   {RoleBreach},
-	"/consentledger.v1.BreachService/PublishPlan":    {RoleLegal},
-	"/consentledger.v1.BreachService/GetBreach":      {RoleBreach, RoleAuditor, RoleLegal},
-	"/consentledger.v1.ReportService/ExportConsents": {RoleAuditor},
+	"/consentledger.v1.NoticeService/PublishNotice":               {RoleLegal},
+	"/consentledger.v1.NoticeService/ListNotices":                 {RoleLegal, RoleAuditor, RoleSender},
+	"/consentledger.v1.NoticeService/GetNotice":                   {RoleLegal, RoleAuditor, RoleSender},
+	"/consentledger.v1.BreachService/AssessBreach":                {RoleBreach},
+	"/consentledger.v1.BreachService/CompleteStep":                {RoleBreach},
+	"/consentledger.v1.BreachService/PublishPlan":                 {RoleLegal},
+	"/consentledger.v1.BreachService/GetBreach":                   {RoleBreach, RoleAuditor, RoleLegal},
+	"/consentledger.v1.ReportService/ExportConsents":              {RoleAuditor},
 }
 
 // Allowed reports whether role may call procedure. Procedures this package

@@ -22,7 +22,7 @@ const progressEvery = 1000
 
 // ExportConsents streams the consent report from one snapshot of the state
 // index, one subject at a time, and records the export as a ReportExported
-// entry (DESIGN §14: pseudonyms are personal data for the controller).
+// entry (README.md: Privacy notices, breaches, reports: pseudonyms are personal data for the controller).
 func (h *reportHandler) ExportConsents(ctx context.Context, r *connect.Request[pb.ExportConsentsRequest], stream *connect.ServerStream[pb.ExportConsentsResponse]) error {
 	m := r.Msg
 	f := report.Filter{Channel: m.Channel, Purpose: m.Purpose}

@@ -28,7 +28,7 @@ const (
 	MaxChannels = 4
 )
 
-// optInMethods are the ways consent can be collected (DESIGN §3).
+// optInMethods are the ways consent can be collected (docs/entry-format.md).
 var optInMethods = []string{"checkout", "web_form", "profile", "keyword", "paper", "api"}
 
 func checkSubject(s *pb.Subject) (subject.Identifier, error) {
@@ -178,7 +178,7 @@ func checkTime(field string, t *timestamppb.Timestamp, now time.Time) (*timestam
 
 // DefaultMaxBackdate is how far before it is recorded an event's time
 // (occurred_at of consent events, detected_at of breaches) may lie
-// (DESIGN §14); Options.MaxBackdate changes it.
+// (README.md: Privacy notices, breaches, reports); Options.MaxBackdate changes it.
 const DefaultMaxBackdate = 365 * 24 * time.Hour
 
 // checkPast is checkTime for the time an event happened: besides the

@@ -31,7 +31,7 @@ const DefaultAddr = "127.0.0.1:7420"
 
 // Config configures Run. The zero value of each field means its documented
 // default. Addr, Origin, TLS and Principals come from the YAML config file
-// (DESIGN §7); the rest from flags.
+// (README.md: The API); the rest from flags.
 type Config struct {
 	// Addr is host:port to listen on; empty means DefaultAddr.
 	Addr string `yaml:"addr"`

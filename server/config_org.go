@@ -11,7 +11,7 @@ import (
 	"github.com/consentledger/consentledger/rpc"
 )
 
-// ControllerConfig is the organisation the log is kept for (DESIGN §14).
+// ControllerConfig is the organisation the log is kept for (README.md: Privacy notices, breaches, reports).
 type ControllerConfig struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`

@@ -158,7 +158,7 @@ func TestLogServiceProofs(t *testing.T) {
 		t.Errorf("proof for an entry beyond the log: %v, want not_found", err)
 	}
 
-	// The evidence bundle has the shape of DESIGN §8 and verifies by hand.
+	// The evidence bundle has the shape of docs/entry-format.md: Evidence bundles and verifies by hand.
 	ev, err := s.logs().GetEvidence(ctx, connect.NewRequest(&pb.GetEvidenceRequest{DecisionIndex: d.Decision.Index}))
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/consentledger/consentledger/verifier"
 )
 
-// The server never records an input the log contradicts (DESIGN §4): with
+// The server never records an input the log contradicts (docs/guarantees.md): with
 // policies published, breaches reported and closed, and several decisions
 // for the same subject all racing, every decision's recorded input equals
 // the one the audit derives from the log before it, and every decision

@@ -16,8 +16,8 @@ import (
 	"connectrpc.com/grpchealth"
 
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
-	"github.com/consentledger/consentledger/server/console"
 	"github.com/consentledger/consentledger/rpc"
+	"github.com/consentledger/consentledger/server/console"
 )
 
 // Defaults of the limits in Config.

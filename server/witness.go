@@ -57,7 +57,7 @@ type witnessCollector struct {
 	size, age, fail, alm *prometheus.Desc
 }
 
-// witnesses registers the per-witness metrics (DESIGN §13).
+// witnesses registers the per-witness metrics (README.md: Witnesses).
 func (m *metrics) witnesses(s *witness.Submitter, now func() time.Time) {
 	if s == nil {
 		return

@@ -12,7 +12,7 @@ import (
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
-// auditRule2 is what an audit remembers of the DESIGN §14 entries: the
+// auditRule2 is what an audit remembers of the README.md: Privacy notices, breaches, reports entries: the
 // notices by entry index (without their text) and the plans' steps.
 type auditRule2 struct {
 	notices map[uint64]*pb.NoticePublished

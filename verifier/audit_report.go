@@ -37,7 +37,7 @@ type AuditReport struct {
 	Findings      []Finding `json:"findings"`
 	FindingsTotal int       `json:"findings_total"`
 	FirstBadIndex *uint64   `json:"first_bad_index,omitempty"`
-	// Witness is the witness check, with pinned witness keys (DESIGN §13).
+	// Witness is the witness check, with pinned witness keys (README.md: Witnesses).
 	Witness *WitnessReport `json:"witness,omitempty"`
 }
 

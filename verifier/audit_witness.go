@@ -24,7 +24,7 @@ const AuditWitness = "witness"
 
 // AuditWitnessed is [Audit] that also runs the witness check with the
 // pinned witnesses w over the kept checkpoints of a version 2 export
-// (DESIGN §13): each entry's time is bounded by the first witnessed
+// (README.md: Witnesses): each entry's time is bounded by the first witnessed
 // checkpoint that includes it.
 func AuditWitnessed(ctx context.Context, r io.Reader, vkey string, w *Witnesses, progress func(done, total uint64)) (*AuditReport, error) {
 	return AuditWith(ctx, r, vkey, progress, Options{Witnesses: w})

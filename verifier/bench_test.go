@@ -198,7 +198,7 @@ func TestAuditManyFindings(t *testing.T) {
 }
 
 // BenchmarkAudit reports the audit's throughput in entries/s: over consent
-// events only (hashing, decoding, chains: the DESIGN §10 target is
+// events only (hashing, decoding, chains: the target is
 // 200,000 entries/s), and over logs where every 10th or every entry is a
 // decision replayed with the Rego policy.
 func BenchmarkAudit(b *testing.B) {

@@ -23,7 +23,7 @@ func decodeEntry(data []byte) (*pb.Entry, error) {
 }
 
 // isConsentEvent reports whether e belongs on its subject's consent chain
-// (DESIGN §3: granted, confirmed, withdrawn, erased).
+// (docs/entry-format.md: granted, confirmed, withdrawn, erased).
 func isConsentEvent(e *pb.Entry) bool {
 	switch e.Event.(type) {
 	case *pb.Entry_ConsentGranted, *pb.Entry_ConsentConfirmed, *pb.Entry_ConsentWithdrawn, *pb.Entry_SubjectErased:

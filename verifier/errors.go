@@ -22,7 +22,7 @@ var (
 	ErrMalformed = errors.New("malformed input")
 )
 
-// The six checks of an evidence bundle (DESIGN §8), by number.
+// The six checks of an evidence bundle (docs/entry-format.md: Evidence bundles), by number.
 const (
 	CheckSignature = 1 // the checkpoint is signed by the pinned key
 	CheckInclusion = 2 // every entry is included in that checkpoint

@@ -18,7 +18,7 @@ import (
 const MaxBundleBytes = 64 << 20
 
 // ParseBundle decodes an evidence bundle, the protojson of an
-// EvidenceBundle (DESIGN §8). Unknown fields are refused. A bundle without
+// EvidenceBundle (docs/entry-format.md: Evidence bundles). Unknown fields are refused. A bundle without
 // a checkpoint, decision or policy entry is malformed. Errors wrap
 // [ErrMalformed]; nothing in the bundle is trusted yet.
 func ParseBundle(bundleJSON []byte) (*pb.EvidenceBundle, error) {
@@ -47,7 +47,7 @@ func ParseBundle(bundleJSON []byte) (*pb.EvidenceBundle, error) {
 
 // VerifyEvidence verifies an evidence bundle (protojson, as GetEvidence and
 // `consentledger evidence` write it) against the pinned verifier key vkey,
-// with the six checks of DESIGN §8, in order, stopping at the first that
+// with the six checks of docs/entry-format.md: Evidence bundles, in order, stopping at the first that
 // fails:
 //
 //  1. the checkpoint is signed by the pinned key;

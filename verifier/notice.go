@@ -10,7 +10,7 @@ import (
 )
 
 // NoticeFacts are the verified facts of the privacy notice the grant names
-// (bundle field 5, DESIGN §14). They prove what was shown, not that it was read.
+// (bundle field 5). They prove what was shown, not that it was read.
 type NoticeFacts struct {
 	Index         uint64    `json:"index"`
 	RecordedAt    time.Time `json:"recorded_at"`

@@ -142,7 +142,7 @@ func (w *Witnesses) VerifyCosignatures(raw []byte, logKey *Key) ([]Cosignature, 
 }
 
 // VerifyEvidenceWitnessed is [VerifyEvidence] that also requires the
-// witness quorum (DESIGN §13): on the bundle's checkpoint, or, when that
+// witness quorum (README.md: Witnesses): on the bundle's checkpoint, or, when that
 // one lacks it, on the later checkpoint of field 7 (signed by the log's
 // key, cosigned, and proven to extend the bundle's checkpoint). The
 // report's Witness part says "witnessed by W at T: this decision existed

@@ -1,6 +1,6 @@
 // Package draft writes, from what the log records about a breach, the
 // notification to the supervisory authority (GDPR Art. 33) and the
-// communication to the persons concerned (Art. 34(2)) as DESIGN §14 asks:
+// communication to the persons concerned (Art. 34(2)) as README.md: Privacy notices, breaches, reports asks:
 // numbered plain-text blocks in the order of the German authorities'
 // notification forms, every Art. 33(3) item, the timeline and the reasons
 // for a delay where late; facts the log does not hold are listed first as

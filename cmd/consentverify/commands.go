@@ -128,7 +128,7 @@ func runEvidence(args []string) int {
 		return errorWithHint(2, err.Error(), bundleHint)
 	}
 	// One bundle, one policy compile, then exit: collecting garbage less
-	// often saves a quarter of the run (DESIGN §10: ≤ 50 ms in all).
+	// often saves a quarter of the run (the target is ≤ 50 ms in all).
 	debug.SetGCPercent(400)
 	ctx, cancel := interruptible()
 	defer cancel()

@@ -1,5 +1,5 @@
 // Command consentverify is the auditor's offline verifier for consentledger
-// (DESIGN §8, §11): it checks an evidence bundle for one send decision, a
+// (README.md: For auditors): it checks an evidence bundle for one send decision, a
 // consistency proof between two checkpoints, or a whole exported log,
 // against the log's pinned verifier key, and explains the result in plain
 // words. The checking is done by package verifier; this command parses

@@ -1,5 +1,5 @@
 // Package state is the one derivation of the ledger's state and of a send
-// decision's policy input from the log's entries (DESIGN §4, §8). It is
+// decision's policy input from the log's entries (docs/guarantees.md). It is
 // pure: plain values in, plain values out, no storage and no clock. The
 // ledger folds entries with it into its state index (over its storage), rpc
 // builds the policy input with it, and the verifier derives both again from

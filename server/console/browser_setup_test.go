@@ -26,7 +26,7 @@ import (
 	"github.com/consentledger/consentledger/server"
 )
 
-// chromiumPath is Debian's headless-capable Chromium (DESIGN §12).
+// chromiumPath is Debian's headless-capable Chromium (.ci/run).
 const chromiumPath = "/usr/bin/chromium"
 
 var update = flag.Bool("update", false, "rewrite docs/console-overview.png from the Overview screenshot")

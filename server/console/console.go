@@ -1,4 +1,4 @@
-// Package console serves the web console of DESIGN §15 under /console/: a
+// Package console serves the web console of README.md: Console under /console/: a
 // server-rendered page (html/template, embedded templates and assets, no
 // JavaScript needed) for data-protection officers, legal teams and auditors.
 //

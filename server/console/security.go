@@ -21,7 +21,7 @@ import (
 	"github.com/consentledger/consentledger/rpc"
 )
 
-// ContentSecurityPolicy is the console's policy, exactly as DESIGN §15 gives it.
+// ContentSecurityPolicy is the console's policy, exactly as README.md: Console gives it.
 const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 // Cookie and form field names.

@@ -1,7 +1,7 @@
 // Package litewitnesstest runs the real litewitness (filippo.io/torchwood
 // v0.6.1, a C2SP tlog-witness no one here wrote) for tests: each instance
 // with its own ssh-agent holding its own key and its own SQLite file, on a
-// loopback port. See DESIGN §12 for the recipe.
+// loopback port. See .ci/run for the recipe.
 //
 // The binary is found on PATH or in $(go env GOPATH)/bin; install it with
 // `go install filippo.io/torchwood/cmd/litewitness@v0.6.1`. Logs are
@@ -176,7 +176,7 @@ func (w *Witness) start() {
 
 // Register tells the witness about a log: its origin and verifier key,
 // with an empty tree as the latest cosigned checkpoint (witnessctl does
-// not build here, so straight into its SQLite file, as DESIGN §12 says).
+// not build here, so straight into its SQLite file, as .ci/run says).
 func (w *Witness) Register(origin, logVKey string) {
 	w.t.Helper()
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

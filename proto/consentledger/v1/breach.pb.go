@@ -40,7 +40,7 @@ type ReportBreachRequest struct {
 	Measures           string   `protobuf:"bytes,11,opt,name=measures,proto3" json:"measures,omitempty"`
 	// Optional caller-chosen id; generated when empty.
 	BreachId string `protobuf:"bytes,12,opt,name=breach_id,json=breachId,proto3" json:"breach_id,omitempty"`
-	// DESIGN §14: the facts the authorities' forms ask for. Free text must hold
+	// README.md: Privacy notices, breaches, reports: the facts the authorities' forms ask for. Free text must hold
 	// no e-mail address or phone number.
 	OccurredFrom *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=occurred_from,json=occurredFrom,proto3" json:"occurred_from,omitempty"`
 	OccurredTo   *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=occurred_to,json=occurredTo,proto3" json:"occurred_to,omitempty"`
@@ -806,7 +806,7 @@ type Breach struct {
 	Entry              *EntryRef              `protobuf:"bytes,12,opt,name=entry,proto3" json:"entry,omitempty"`
 	SubjectsNotifiedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=subjects_notified_at,json=subjectsNotifiedAt,proto3" json:"subjects_notified_at,omitempty"`
 	ClosedAt           *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
-	// DESIGN §14. "" (not assessed: treated as notifiable), "no_risk", "risk", "high_risk".
+	// README.md: Privacy notices, breaches, reports. "" (not assessed: treated as notifiable), "no_risk", "risk", "high_risk".
 	Assessment string `protobuf:"bytes,20,opt,name=assessment,proto3" json:"assessment,omitempty"`
 	// Whether the breach must be notified (to the authority, or for a
 	// processor to its controllers): not assessed no_risk.
@@ -1556,7 +1556,7 @@ func (x *CompleteStepResponse) GetEntry() *EntryRef {
 type PublishPlanRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	// Empty: the default steps (DESIGN §14).
+	// Empty: the default steps (README.md: Privacy notices, breaches, reports).
 	Steps          []*PlanStep `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
 	Note           string      `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
 	IdempotencyKey string      `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`

@@ -35,7 +35,7 @@ type RecordOptInRequest struct {
 	OccurredAt           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	DoubleOptInConfirmed bool                   `protobuf:"varint,8,opt,name=double_opt_in_confirmed,json=doubleOptInConfirmed,proto3" json:"double_opt_in_confirmed,omitempty"`
 	IdempotencyKey       string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// The language of the notice shown (DESIGN §14); default: the language the
+	// The language of the notice shown (README.md: Privacy notices, breaches, reports); default: the language the
 	// notice version was published in (required when it was published in several).
 	NoticeLanguage string `protobuf:"bytes,20,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
 	unknownFields  protoimpl.UnknownFields

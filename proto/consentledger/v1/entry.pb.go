@@ -383,7 +383,7 @@ type Entry_InboundReview struct {
 }
 
 type Entry_NoticePublished struct {
-	// DESIGN §14.
+	// README.md: Privacy notices, breaches, reports.
 	NoticePublished *NoticePublished `protobuf:"bytes,31,opt,name=notice_published,json=noticePublished,proto3,oneof"`
 }
 
@@ -452,7 +452,7 @@ type ConsentGranted struct {
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// True when the grant was already confirmed by double opt-in.
 	DoubleOptInConfirmed bool `protobuf:"varint,7,opt,name=double_opt_in_confirmed,json=doubleOptInConfirmed,proto3" json:"double_opt_in_confirmed,omitempty"`
-	// The language of the notice shown (DESIGN §14); empty in grants that name
+	// The language of the notice shown (README.md: Privacy notices, breaches, reports); empty in grants that name
 	// no published notice.
 	NoticeLanguage string `protobuf:"bytes,8,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
 	// The NoticePublished entry that notice_version names; absent in grants
@@ -1077,7 +1077,7 @@ type BreachDetected struct {
 	Measures           string    `protobuf:"bytes,10,opt,name=measures,proto3" json:"measures,omitempty"`
 	// low, medium or high.
 	Risk string `protobuf:"bytes,11,opt,name=risk,proto3" json:"risk,omitempty"`
-	// DESIGN §14: the facts the authorities' forms ask for. Absent in breaches
+	// README.md: Privacy notices, breaches, reports: the facts the authorities' forms ask for. Absent in breaches
 	// recorded before they existed.
 	OccurredFrom *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=occurred_from,json=occurredFrom,proto3" json:"occurred_from,omitempty"`
 	OccurredTo   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=occurred_to,json=occurredTo,proto3" json:"occurred_to,omitempty"`
@@ -1650,7 +1650,7 @@ func (x *InboundReview) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// NoticePublished records a privacy notice, with its full text (DESIGN §14,
+// NoticePublished records a privacy notice, with its full text (README.md: Privacy notices, breaches, reports,
 // GDPR Art. 7(1), 12, 13): the text proves what was shown when a grant names
 // the notice.
 type NoticePublished struct {

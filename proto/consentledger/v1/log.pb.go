@@ -78,7 +78,7 @@ func (x *GetCheckpointRequest) GetSize() uint64 {
 
 type GetCheckpointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signed note, verbatim, followed by the witness cosignatures stored for its size (DESIGN §13).
+	// The signed note, verbatim, followed by the witness cosignatures stored for its size (README.md: Witnesses).
 	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Size       uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	RootHash   []byte `protobuf:"bytes,3,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
@@ -933,7 +933,7 @@ func (x *GetEvidenceResponse) GetBundle() *EvidenceBundle {
 	return nil
 }
 
-// EvidenceBundle proves one send decision on its own (DESIGN §8). Its shape is fixed so that any
+// EvidenceBundle proves one send decision on its own (docs/entry-format.md: Evidence bundles). Its shape is fixed so that any
 // RFC 6962 implementation can check it.
 type EvidenceBundle struct {
 	state protoimpl.MessageState `protogen:"open.v1"`

@@ -52,7 +52,7 @@ type ConsentState struct {
 	// The channel on which double opt-in was confirmed (the grant's own channel
 	// for a grant recorded as already confirmed); unspecified if not confirmed.
 	ConfirmedVia Channel `protobuf:"varint,15,opt,name=confirmed_via,json=confirmedVia,proto3,enum=consentledger.v1.Channel" json:"confirmed_via,omitempty"`
-	// DESIGN §14: the language of the notice shown and its NoticePublished
+	// README.md: Privacy notices, breaches, reports: the language of the notice shown and its NoticePublished
 	// entry, from the grant (empty or absent for grants naming no published notice).
 	NoticeLanguage string  `protobuf:"bytes,16,opt,name=notice_language,json=noticeLanguage,proto3" json:"notice_language,omitempty"`
 	NoticeIndex    *uint64 `protobuf:"varint,17,opt,name=notice_index,json=noticeIndex,proto3,oneof" json:"notice_index,omitempty"`
@@ -328,7 +328,7 @@ type BreachState struct {
 	SubjectsNotifiedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=subjects_notified_at,json=subjectsNotifiedAt,proto3" json:"subjects_notified_at,omitempty"`
 	ClosedAt              *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	Closure               *EntryRef              `protobuf:"bytes,12,opt,name=closure,proto3" json:"closure,omitempty"`
-	// DESIGN §14. The latest assessment: "" (not assessed), "no_risk", "risk"
+	// README.md: Privacy notices, breaches, reports. The latest assessment: "" (not assessed), "no_risk", "risk"
 	// or "high_risk".
 	Assessment      string                 `protobuf:"bytes,20,opt,name=assessment,proto3" json:"assessment,omitempty"`
 	AssessedAt      *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
@@ -587,7 +587,7 @@ func (x *StepState) GetEntry() *EntryRef {
 	return nil
 }
 
-// NoticeState is a published privacy notice, without its text (DESIGN §14).
+// NoticeState is a published privacy notice, without its text (README.md: Privacy notices, breaches, reports).
 type NoticeState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The NoticePublished entry.

@@ -71,7 +71,7 @@ type LogServiceClient interface {
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest]) (*connect.ServerStreamForClient[v1.WatchEntriesResponse], error)
 	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
-	// (DESIGN §13: exports carry every one).
+	// (README.md: Witnesses: exports carry every one).
 	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
 	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
 	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
@@ -206,7 +206,7 @@ type LogServiceHandler interface {
 	// WatchEntries streams entries from start as they are committed.
 	WatchEntries(context.Context, *connect.Request[v1.WatchEntriesRequest], *connect.ServerStream[v1.WatchEntriesResponse]) error
 	// ListCheckpoints returns kept checkpoints, with their witness cosignatures, in order of size
-	// (DESIGN §13: exports carry every one).
+	// (README.md: Witnesses: exports carry every one).
 	ListCheckpoints(context.Context, *connect.Request[v1.ListCheckpointsRequest]) (*connect.Response[v1.ListCheckpointsResponse], error)
 	// GetDecisionStats counts the send decisions of the last hours, per hour: allowed, and denied by reason.
 	GetDecisionStats(context.Context, *connect.Request[v1.GetDecisionStatsRequest]) (*connect.Response[v1.GetDecisionStatsResponse], error)
