@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
 
 	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/subject"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
@@ -28,7 +30,11 @@ import (
 // AppendBatch, until every request has its decision. So every decision of
 // the batch honours an opt-out acknowledged before the batch began (the
 // evaluation reads committed state after it, and the append is conditional
-// on it), and results are in request order.
+// on it), and results are in request order. If a later round fails (the
+// call's context ends, the ledger stops, a request racing the batch took one
+// of its idempotency keys), the decisions already acknowledged stay in the
+// log and the call returns the error; a retry with the same idempotency keys
+// answers them with the decisions recorded.
 func (h *sendHandler) DecideBatch(ctx context.Context, r *connect.Request[pb.DecideBatchRequest]) (*connect.Response[pb.DecideBatchResponse], error) {
 	if n := len(r.Msg.Requests); n == 0 || n > MaxDecideBatch {
 		return nil, invalid("requests", "%d requests, want 1 to %d", n, MaxDecideBatch)
@@ -72,6 +78,11 @@ func (s *Service) decideBatch(ctx context.Context, batch []*decision) ([]*pb.Dec
 	// Every round appends at least one decision unless all went stale; only
 	// rounds without progress count against the retry bound.
 	for idle := 0; len(todo) > 0; {
+		// One request per subject a round: an allowed send changes the
+		// subject's last allowed send, so a second request for the subject
+		// evaluated against the same state would go stale anyway.
+		var later []int
+		todo, later = firstPerSubject(batch, todo)
 		if err := s.evaluateAll(ctx, batch, todo); err != nil {
 			return nil, err
 		}
@@ -111,9 +122,31 @@ func (s *Service) decideBatch(ctx context.Context, batch []*decision) ([]*pb.Dec
 		if err := s.catchUpAll(ctx, staleErrs); err != nil {
 			return nil, toConnect(err)
 		}
-		todo = stale
+		todo = append(stale, later...)
+		slices.Sort(todo)
 	}
 	return out, nil
+}
+
+// firstPerSubject splits todo into the first request for each subject and
+// the others, both in request order.
+func firstPerSubject(batch []*decision, todo []int) (first, later []int) {
+	type key struct {
+		kind  subject.Kind
+		value string
+	}
+	seen := make(map[key]bool, len(todo))
+	first = make([]int, 0, len(todo))
+	for _, i := range todo {
+		k := key{batch[i].id.Kind, batch[i].id.Value}
+		if seen[k] {
+			later = append(later, i)
+			continue
+		}
+		seen[k] = true
+		first = append(first, i)
+	}
+	return first, later
 }
 
 // catchUpAll catches up once for each kind of staleness in errs.
