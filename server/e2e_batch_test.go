@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/consentledger/consentledger/client"
 	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/policies"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/rpc"
 	"github.com/consentledger/consentledger/server"
@@ -194,4 +196,71 @@ func audit(t *testing.T, s *testServer, decisions uint64) {
 	if got := rep.Allowed + rep.Denied; got != decisions {
 		t.Errorf("audit saw %d decisions, want %d", got, decisions)
 	}
+}
+
+// Batches race breaches and policy publications: decisions that go stale on
+// the breach epoch or the active policy are evaluated again, and every
+// recorded input equals the one the audit derives from the log.
+func TestDecideBatchRacesStateChanges(t *testing.T) {
+	s := start(t, server.Config{})
+	ctx := context.Background()
+	const subjects, rounds = 20, 5
+	for i := range subjects {
+		optIn(t, s, batchWho(i), pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	var decisions atomic.Int64
+	for w := range 3 {
+		wg.Go(func() {
+			for n := range 3 * rounds {
+				reqs := make([]*pb.DecideRequest, 30)
+				for k := range reqs {
+					reqs[k] = waMarketing(batchWho((w*7 + n + k) % subjects))
+				}
+				r, err := s.send().DecideBatch(ctx, connect.NewRequest(&pb.DecideBatchRequest{Requests: reqs}))
+				if err != nil {
+					errs <- fmt.Errorf("DecideBatch: %w", err)
+					return
+				}
+				decisions.Add(int64(len(r.Msg.Results)))
+			}
+		})
+	}
+	wg.Go(func() {
+		for range rounds {
+			rep, err := s.breach().ReportBreach(ctx, connect.NewRequest(&pb.ReportBreachRequest{
+				Description: "gateway credentials leaked", Channels: []pb.Channel{pb.Channel_CHANNEL_WHATSAPP}, Risk: "high",
+			}))
+			if err != nil {
+				errs <- fmt.Errorf("ReportBreach: %w", err)
+				return
+			}
+			if _, err := s.breach().CloseBreach(ctx, connect.NewRequest(&pb.CloseBreachRequest{BreachId: rep.Msg.BreachId})); err != nil {
+				errs <- fmt.Errorf("CloseBreach: %w", err)
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := range rounds {
+			files := pbFiles(policies.Default())
+			for _, f := range files {
+				if strings.HasSuffix(f.Name, ".rego") && !strings.HasSuffix(f.Name, "_test.rego") {
+					f.Content += fmt.Sprintf("\n# batch publication %d\n", i)
+					break
+				}
+			}
+			if _, err := s.policy().PublishPolicy(ctx, connect.NewRequest(&pb.PublishPolicyRequest{Files: files})); err != nil {
+				errs <- fmt.Errorf("PublishPolicy: %w", err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	audit(t, s, uint64(decisions.Load()))
 }
