@@ -64,8 +64,12 @@ func (r Receipt) Ref() *pb.EntryRef {
 	return &pb.EntryRef{Index: r.Index, LeafHash: r.LeafHash, RecordedAt: timestamppb.New(r.RecordedAt)}
 }
 
+// pending is one unit the sequencer takes from the queue: one Append's
+// request, or all of one AppendBatch's requests (reqs), which land in one
+// batch and are acknowledged by one commit.
 type pending struct {
 	req  *Request
+	reqs []*Request
 	size int // approximate bytes, for bounding a batch
 	done chan result
 }
@@ -73,6 +77,15 @@ type pending struct {
 type result struct {
 	rcpt Receipt
 	err  error
+	// batch holds an AppendBatch's per-request outcomes, in request order.
+	batch []BatchResult
+}
+
+// BatchResult is the outcome of one request of an AppendBatch: a receipt,
+// or the error that refused that request (nothing was appended for it).
+type BatchResult struct {
+	Receipt Receipt
+	Err     error
 }
 
 // Append sequences one entry and returns once it is durably committed.
@@ -88,23 +101,76 @@ func (l *Ledger) Append(ctx context.Context, req *Request) (Receipt, error) {
 		return Receipt{}, err
 	}
 	p := &pending{req: req, size: approxSize(req.Entry), done: make(chan result, 1)}
-	l.closeMu.RLock()
-	if l.closed {
-		l.closeMu.RUnlock()
-		return Receipt{}, fmt.Errorf("%w: the ledger is shutting down", ErrClosed)
-	}
-	if err := l.brokenErr(); err != nil {
-		l.closeMu.RUnlock()
+	if err := l.enqueue(p); err != nil {
 		return Receipt{}, err
 	}
-	if err := l.spaceErr(); err != nil {
-		l.closeMu.RUnlock()
-		return Receipt{}, err
-	}
-	l.queue <- p
-	l.closeMu.RUnlock()
 	r := <-p.done
 	return r.rcpt, r.err
+}
+
+// enqueue hands p to the sequencer, or says why the ledger takes no append.
+func (l *Ledger) enqueue(p *pending) error {
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		return fmt.Errorf("%w: the ledger is shutting down", ErrClosed)
+	}
+	if err := l.brokenErr(); err != nil {
+		return err
+	}
+	if err := l.spaceErr(); err != nil {
+		return err
+	}
+	l.queue <- p
+	return nil
+}
+
+// MaxAppendBatch bounds the requests of one AppendBatch.
+const MaxAppendBatch = 4096
+
+// AppendBatch sequences reqs as one unit: they enter the sequencer
+// together, in order, land in one batch (one transaction, one sync) and
+// are acknowledged by its commit; it returns once that commit is durable.
+//
+// Each request is still checked on its own as Append checks it, against the
+// state including the requests before it in reqs. A request that is refused
+// when it is sequenced (stale inputs, an idempotency conflict, a failed
+// precondition) gets its error in its BatchResult and appends nothing, while
+// the others are appended and acknowledged: results are in request order,
+// and each is either an acknowledged, durable receipt or an error for a
+// request that appended nothing. A caller that wants all or nothing checks
+// its requests before (see CheckIdempotencyKey); a caller whose decisions
+// went stale evaluates those again and appends them in a new call.
+//
+// The returned error is not nil only when nothing was appended: a malformed
+// request (ErrInvalid, for the whole batch), a closed or broken ledger, or
+// a storage failure before the commit.
+func (l *Ledger) AppendBatch(ctx context.Context, reqs []*Request) ([]BatchResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	if len(reqs) > MaxAppendBatch {
+		return nil, fmt.Errorf("%w: %d requests in one batch, the limit is %d", ErrInvalid, len(reqs), MaxAppendBatch)
+	}
+	size := 0
+	for i, r := range reqs {
+		if err := checkRequest(r); err != nil {
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+		size += approxSize(r.Entry)
+	}
+	if size > maxBatchBytes {
+		return nil, fmt.Errorf("%w: the batch's entries are about %d bytes, the limit is %d", ErrInvalid, size, maxBatchBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p := &pending{reqs: reqs, size: size, done: make(chan result, 1)}
+	if err := l.enqueue(p); err != nil {
+		return nil, err
+	}
+	r := <-p.done
+	return r.batch, r.err
 }
 
 func approxSize(e *pb.Entry) int {

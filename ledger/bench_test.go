@@ -89,3 +89,62 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAppendBatch measures AppendBatch on Badger on disk: 8 callers,
+// each appending 100 send decisions a call (DESIGN §10: ≥ 250,000 entries/s).
+func BenchmarkAppendBatch(b *testing.B) {
+	const callers, per = 8, 100
+	l, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 10000; i += per {
+		reqs := make([]*Request, per)
+		for j := range reqs {
+			reqs[j] = &Request{Entry: grant(pb.Channel_CHANNEL_WHATSAPP, "marketing"), Subject: phone(i + j)}
+		}
+		if _, err := l.AppendBatch(context.Background(), reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < callers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(per) - per
+				if i >= int64(b.N) {
+					return
+				}
+				reqs := make([]*Request, per)
+				for j := range reqs {
+					reqs[j] = &Request{Entry: benchDecision(), Subject: phone(int(i+int64(j)) % 10000)}
+				}
+				res, err := l.AppendBatch(context.Background(), reqs)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for _, r := range res {
+					if r.Err != nil {
+						b.Error(r.Err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	n := (int64(b.N) + per - 1) / per * per
+	b.ReportMetric(float64(n)/el.Seconds(), "entries/s")
+	if st := l.Stats(); st.Batches > 0 {
+		b.ReportMetric(float64(st.Entries)/float64(st.Batches), "entries/batch")
+	}
+}

@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// crashChild appends under load until it is killed, printing "index leafhash"
-// for every entry after Append has acknowledged it.
+// crashChild appends under load, one at a time and in batches, until it is
+// killed, printing "index leafhash" for every entry after Append or
+// AppendBatch has acknowledged it.
 func crashChild(dir string) {
 	l, err := Open(dir, Options{CheckpointInterval: 50 * time.Millisecond})
 	if err != nil {
@@ -47,19 +48,43 @@ func crashChild(dir string) {
 	for w := 0; w < 32; w++ {
 		go func(w int) {
 			rnd := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			for {
-				var req *Request
+			next := func() *Request {
 				switch rnd.IntN(4) {
 				case 0:
-					req = &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(rnd.IntN(100))}
+					return &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(rnd.IntN(100))}
 				case 1:
-					req = &Request{Entry: withdraw(pb.Channel_CHANNEL_SMS), Subject: phone(rnd.IntN(100))}
+					return &Request{Entry: withdraw(pb.Channel_CHANNEL_SMS), Subject: phone(rnd.IntN(100))}
 				case 2:
-					req = &Request{Entry: decision(pb.Channel_CHANNEL_SMS, "marketing", true), Subject: phone(rnd.IntN(100))}
+					return &Request{Entry: decision(pb.Channel_CHANNEL_SMS, "marketing", true), Subject: phone(rnd.IntN(100))}
 				default:
-					req = &Request{Entry: filler(200 + rnd.IntN(200))}
+					return &Request{Entry: filler(200 + rnd.IntN(200))}
 				}
-				r, err := l.Append(context.Background(), req)
+			}
+			for {
+				// A quarter of the workers append batches of up to 200
+				// entries (AppendBatch), the others one entry at a time.
+				if w%4 == 0 {
+					reqs := make([]*Request, 1+rnd.IntN(200))
+					for i := range reqs {
+						reqs[i] = next()
+					}
+					res, err := l.AppendBatch(context.Background(), reqs)
+					if err != nil {
+						fmt.Fprintln(os.Stderr, "child append batch:", err)
+						os.Exit(4)
+					}
+					mu.Lock()
+					for _, r := range res {
+						if r.Err != nil {
+							fmt.Fprintln(os.Stderr, "child append batch entry:", r.Err)
+							os.Exit(4)
+						}
+						fmt.Fprintf(out, "%d %x\n", r.Receipt.Index, r.Receipt.LeafHash)
+					}
+					mu.Unlock()
+					continue
+				}
+				r, err := l.Append(context.Background(), next())
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "child append:", err)
 					os.Exit(4)

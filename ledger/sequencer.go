@@ -55,6 +55,17 @@ type batch struct {
 type ack struct {
 	p    *pending
 	rcpt Receipt
+	// results answers an AppendBatch (p.reqs), in request order.
+	results []BatchResult
+}
+
+// answer acknowledges a after its batch committed.
+func (a ack) answer() {
+	if a.p.reqs != nil {
+		a.p.done <- result{batch: a.results}
+		return
+	}
+	a.p.done <- result{rcpt: a.rcpt}
 }
 
 func (s *sequencer) run() {
@@ -176,6 +187,9 @@ func (s *sequencer) add(p *pending) error {
 		s.carry = p
 		return nil
 	}
+	if p.reqs != nil {
+		return s.addGroup(p)
+	}
 	now := s.l.opts.Now().UTC()
 	if now.Before(s.lastTime) {
 		now = s.lastTime
@@ -196,6 +210,41 @@ func (s *sequencer) add(p *pending) error {
 		b.writes = append(b.writes, kv{key: entryKey(rcpt.Index), val: data})
 	}
 	b.acks = append(b.acks, ack{p: p, rcpt: rcpt})
+	s.l.sequenced.Store(b.no)
+	return nil
+}
+
+// addGroup sequences all requests of one AppendBatch into the open batch,
+// in order, each on its own: a refused request gets its error and appends
+// nothing, the others are appended. The group is acknowledged as one.
+func (s *sequencer) addGroup(p *pending) error {
+	b := s.open
+	a := ack{p: p, results: make([]BatchResult, len(p.reqs))}
+	for i, req := range p.reqs {
+		now := s.l.opts.Now().UTC()
+		if now.Before(s.lastTime) {
+			now = s.lastTime
+		}
+		s.ov.begin()
+		rcpt, data, err := s.sequence(&pending{req: req}, now, b.no)
+		if err != nil {
+			s.ov.rollback()
+			if errors.Is(err, errFatal) {
+				// fail answers every ack of the open batch, this one too.
+				b.acks = append(b.acks, a)
+				return err
+			}
+			a.results[i].Err = err
+			continue
+		}
+		if data != nil {
+			b.bytes += len(data)
+			b.entries++
+			b.writes = append(b.writes, kv{key: entryKey(rcpt.Index), val: data})
+		}
+		a.results[i].Receipt = rcpt
+	}
+	b.acks = append(b.acks, a)
 	s.l.sequenced.Store(b.no)
 	return nil
 }
@@ -480,7 +529,7 @@ func (l *Ledger) commitLoop() {
 		l.stats.entries.Add(uint64(b.entries))
 		l.committed.Store(b.no)
 		for _, a := range b.acks {
-			a.p.done <- result{rcpt: a.rcpt}
+			a.answer()
 		}
 		l.broadcast()
 		l.checkSpace()

@@ -16,8 +16,8 @@ import (
 	"github.com/consentledger/consentledger/zones"
 )
 
-// MaxDecideBatch bounds DecideBatch.
-const MaxDecideBatch = 100
+// MaxDecideBatch bounds DecideBatch (DESIGN §7: 1 to 1000 requests).
+const MaxDecideBatch = 1000
 
 // maxStaleRetries bounds how often Decide re-evaluates when what its input
 // was built from changed between evaluation and append.
@@ -41,41 +41,6 @@ func (h *sendHandler) Decide(ctx context.Context, r *connect.Request[pb.DecideRe
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
-}
-
-func (h *sendHandler) DecideBatch(ctx context.Context, r *connect.Request[pb.DecideBatchRequest]) (*connect.Response[pb.DecideBatchResponse], error) {
-	if n := len(r.Msg.Requests); n == 0 || n > MaxDecideBatch {
-		return nil, invalid("requests", "%d requests, want 1 to %d", n, MaxDecideBatch)
-	}
-	// Everything that can fail is checked before anything is appended
-	// (DESIGN §7): an invalid or conflicting request rejects the batch.
-	actor := PrincipalFrom(ctx).Name
-	keys := make(map[string]int, len(r.Msg.Requests))
-	for i, req := range r.Msg.Requests {
-		prefix := fmt.Sprintf("requests[%d].", i)
-		if _, _, err := checkDecide(req, prefix); err != nil {
-			return nil, err
-		}
-		if req.IdempotencyKey == "" {
-			continue
-		}
-		if j, ok := keys[req.IdempotencyKey]; ok {
-			return nil, invalid(prefix+"idempotency_key", "%q is also the key of requests[%d]; each request of a batch needs its own key", req.IdempotencyKey, j)
-		}
-		keys[req.IdempotencyKey] = i
-		if _, _, err := h.s.l.CheckIdempotencyKey(ctx, actor, req.IdempotencyKey, h.s.fingerprint(req.IdempotencyKey, req)); err != nil {
-			return nil, toConnect(fmt.Errorf("%s%w", prefix, err))
-		}
-	}
-	out := &pb.DecideBatchResponse{Results: make([]*pb.DecideResponse, len(r.Msg.Requests))}
-	for i, req := range r.Msg.Requests {
-		res, err := h.s.decide(ctx, req, fmt.Sprintf("requests[%d].", i))
-		if err != nil {
-			return nil, err
-		}
-		out.Results[i] = res
-	}
-	return connect.NewResponse(out), nil
 }
 
 // checkDecide validates a DecideRequest; prefix names it inside a batch.
@@ -138,38 +103,12 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 	if err != nil {
 		return nil, err
 	}
-	fp := s.fingerprint(m.IdempotencyKey, m)
+	c := &decision{m: m, id: id, req: req, actor: PrincipalFrom(ctx).Name, fp: s.fingerprint(m.IdempotencyKey, m)}
 	for attempt := 0; ; attempt++ {
-		set, policyRef := s.Active()
-		open := s.open.Load()
-		_, st, known, err := s.l.LookupSubject(ctx, id)
-		if err != nil {
-			return nil, toConnect(err)
+		if err := s.evaluate(ctx, c); err != nil {
+			return nil, err
 		}
-		now := s.now()
-		value, input := buildInput(now, req, known, st, open.list)
-		dec, err := set.DecideValue(ctx, value)
-		if err != nil {
-			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
-		}
-		relied := state.ReliedOn(dec.Allow, req, st)
-		var idx []uint64
-		for _, r := range relied {
-			idx = append(idx, r.Index)
-		}
-		e := &pb.Entry{
-			Actor: PrincipalFrom(ctx).Name, IdempotencyKey: m.IdempotencyKey,
-			Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
-				Request: req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
-				PolicyDigest: set.Digest(), ConsentIndexes: idx, Input: input, InputVersion: state.InputVersion,
-			}},
-		}
-		rcpt, err := s.l.Append(ctx, &ledger.Request{
-			Entry: e, Subject: &id, Fingerprint: fp,
-			CheckHead: true, ExpectedHead: st.GetHead(),
-			CheckInputs: true, ExpectedKnown: known, ExpectedPolicy: policyRef, ExpectedBreaches: open.epoch,
-			ExpectedLastSend: st.GetLastAllowedSend(), EvaluatedAt: now,
-		})
+		rcpt, err := s.l.Append(ctx, c.append)
 		if errors.Is(err, ledger.ErrStale) && attempt < maxStaleRetries {
 			if err := s.catchUp(ctx, err); err != nil {
 				return nil, toConnect(err)
@@ -179,17 +118,82 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 		if err != nil {
 			return nil, toConnect(err)
 		}
-		if rcpt.Duplicate {
-			return s.recordedDecision(ctx, rcpt)
-		}
-		if s.onDec != nil {
-			s.onDec(dec.Allow, dec.Reasons)
-		}
-		return &pb.DecideResponse{
-			Allow: dec.Allow, Reasons: dec.Reasons, Decision: rcpt.Ref(), Policy: policyRef,
-			Consents: relied, PolicyDigest: set.Digest(),
-		}, nil
+		return s.decided(ctx, c, rcpt)
 	}
+}
+
+// decision is one send decision on its way to the log: the validated
+// request, and the latest evaluation with the conditional append it makes.
+type decision struct {
+	m      *pb.DecideRequest
+	id     subject.Identifier
+	req    *pb.SendRequest
+	actor  string
+	fp     []byte
+	prefix string
+
+	dec       policyResult
+	relied    []*pb.EntryRef
+	policyRef *pb.EntryRef
+	digest    string
+	append    *ledger.Request
+}
+
+// policyResult is the policy's answer.
+type policyResult struct {
+	allow   bool
+	reasons []string
+}
+
+// evaluate reads the subject's committed state, the active policy and the
+// open breaches, evaluates the policy and prepares c's conditional append.
+func (s *Service) evaluate(ctx context.Context, c *decision) error {
+	set, policyRef := s.Active()
+	open := s.open.Load()
+	_, st, known, err := s.l.LookupSubject(ctx, c.id)
+	if err != nil {
+		return toConnect(err)
+	}
+	now := s.now()
+	value, input := buildInput(now, c.req, known, st, open.list)
+	dec, err := set.DecideValue(ctx, value)
+	if err != nil {
+		return connect.NewError(connect.CodeInternal, fmt.Errorf("the active policy (entry %d) failed to decide: %w", policyRef.Index, err))
+	}
+	relied := state.ReliedOn(dec.Allow, c.req, st)
+	idx := make([]uint64, len(relied))
+	for i, r := range relied {
+		idx[i] = r.Index
+	}
+	c.dec, c.relied, c.policyRef, c.digest = policyResult{dec.Allow, dec.Reasons}, relied, policyRef, set.Digest()
+	e := &pb.Entry{
+		Actor: c.actor, IdempotencyKey: c.m.IdempotencyKey,
+		Event: &pb.Entry_SendDecision{SendDecision: &pb.SendDecision{
+			Request: c.req, Allow: dec.Allow, Reasons: dec.Reasons, PolicyIndex: policyRef.Index,
+			PolicyDigest: c.digest, ConsentIndexes: idx, Input: input, InputVersion: state.InputVersion,
+		}},
+	}
+	c.append = &ledger.Request{
+		Entry: e, Subject: &c.id, Fingerprint: c.fp,
+		CheckHead: true, ExpectedHead: st.GetHead(),
+		CheckInputs: true, ExpectedKnown: known, ExpectedPolicy: policyRef, ExpectedBreaches: open.epoch,
+		ExpectedLastSend: st.GetLastAllowedSend(), EvaluatedAt: now,
+	}
+	return nil
+}
+
+// decided answers c once its decision is in the log at rcpt.
+func (s *Service) decided(ctx context.Context, c *decision, rcpt ledger.Receipt) (*pb.DecideResponse, error) {
+	if rcpt.Duplicate {
+		return s.recordedDecision(ctx, rcpt)
+	}
+	if s.onDec != nil {
+		s.onDec(c.dec.allow, c.dec.reasons)
+	}
+	return &pb.DecideResponse{
+		Allow: c.dec.allow, Reasons: c.dec.reasons, Decision: rcpt.Ref(), Policy: c.policyRef,
+		Consents: c.relied, PolicyDigest: c.digest,
+	}, nil
 }
 
 // catchUp brings what decide reads up to the log after a stale append:
