@@ -28,7 +28,7 @@ type Request struct {
 	CheckHead    bool
 	ExpectedHead *pb.EntryRef
 	// CheckInputs makes a SendDecision conditional on the rest of what its
-	// policy input was built from (DESIGN §4): it is appended only if the
+	// policy input was built from (docs/guarantees.md): it is appended only if the
 	// subject's table row still exists if and only if ExpectedKnown, the
 	// active policy is still ExpectedPolicy, the latest breach event still
 	// ExpectedBreaches and the subject's last allowed send still

@@ -91,7 +91,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkAppendBatch measures AppendBatch on Badger on disk: 8 callers,
-// each appending 100 send decisions a call (DESIGN §10: ≥ 250,000 entries/s).
+// each appending 100 send decisions a call (target: ≥ 250,000 entries/s).
 func BenchmarkAppendBatch(b *testing.B) {
 	const callers, per = 8, 100
 	l, err := Open(b.TempDir(), Options{})

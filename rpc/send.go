@@ -16,7 +16,7 @@ import (
 	"github.com/consentledger/consentledger/zones"
 )
 
-// MaxDecideBatch bounds DecideBatch (DESIGN §7: 1 to 1000 requests).
+// MaxDecideBatch bounds DecideBatch (1 to 1000 requests).
 const MaxDecideBatch = 1000
 
 // maxStaleRetries bounds how often Decide re-evaluates when what its input
@@ -93,7 +93,7 @@ func checkDecide(m *pb.DecideRequest, prefix string) (subject.Identifier, *pb.Se
 
 // decide evaluates the active policy against the subject's state at a known
 // consent head and appends the SendDecision conditional on everything its
-// input was built from (DESIGN §4): the consent head, the open breaches, the
+// input was built from (docs/guarantees.md): the consent head, the open breaches, the
 // subject's last allowed send and the active policy. If any changed before
 // it was sequenced, it evaluates again, so a decision never relies on
 // consent withdrawn before it was sequenced and never records an input the

@@ -18,8 +18,8 @@ import (
 
 // DecideBatch decides up to MaxDecideBatch sends for a campaign.
 //
-// Everything that can fail is checked before anything is appended (DESIGN
-// §7): an invalid request, or an idempotency key used twice in the batch or
+// Everything that can fail is checked before anything is appended: an
+// invalid request, or an idempotency key used twice in the batch or
 // already used in the log for another request, rejects the batch. Then every
 // request is evaluated concurrently on all cores, and all decisions are
 // appended with one ledger.AppendBatch: one group commit. A decision whose
