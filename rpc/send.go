@@ -207,7 +207,6 @@ func (s *Service) catchUp(ctx context.Context, stale error) error {
 	case errors.Is(stale, ledger.ErrStalePolicy):
 		// Publish appends and activates under publishMu: an empty critical
 		// section waits for it.
-		//lint:ignore SA2001 the lock is taken only to wait for Publish
 		s.publishMu.Lock()
 		s.publishMu.Unlock()
 	case errors.Is(stale, ledger.ErrStaleBreaches):

@@ -437,7 +437,7 @@ func TestLitewitnessAuditAndClock(t *testing.T) {
 	if _, err := verifier.VerifyEvidenceWitnessed(ctx, bundleJSON(t, s, late.Decision.Index, cp.Size), logKey, both); err == nil || !strings.Contains(err.Error(), "the operator's clock is not true") {
 		t.Errorf("evidence of a decision recorded after the witnesses saw it: %v", err)
 	}
-	rep, err = verifier.AuditWitnessed(ctx, bytes.NewReader(exportLog()), logKey, both, nil)
+	_, err = verifier.AuditWitnessed(ctx, bytes.NewReader(exportLog()), logKey, both, nil)
 	var ae *verifier.AuditError
 	if !errors.As(err, &ae) || ae.First.Check != verifier.AuditWitness || ae.First.Index != late.Decision.Index {
 		t.Fatalf("audit: %v, want a witness finding at #%d", err, late.Decision.Index)

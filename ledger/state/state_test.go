@@ -18,8 +18,6 @@ func ref(i uint64) *pb.EntryRef {
 	return &pb.EntryRef{Index: i, LeafHash: []byte{byte(i)}, RecordedAt: timestamppb.New(t0.Add(time.Duration(i) * time.Minute))}
 }
 
-func u64(i uint64) *uint64 { return &i }
-
 const sub = "subj_a"
 
 func grant(ch pb.Channel, doi bool, purposes ...string) *pb.Entry {
