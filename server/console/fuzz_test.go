@@ -30,8 +30,14 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		req := httptest.NewRequest(http.MethodGet, "/console/", nil)
 		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: v})
-		if _, ok := c.principalOf(req); ok && v != valid {
-			t.Fatalf("accepted a session the console did not sign: %q", v)
+		// AddCookie drops bytes a cookie may not hold: compare what the
+		// console receives, not what the fuzzer made.
+		sent := ""
+		if ck, err := req.Cookie(SessionCookie); err == nil {
+			sent = ck.Value
+		}
+		if _, ok := c.principalOf(req); ok && sent != valid {
+			t.Fatalf("accepted a session the console did not sign: %q (sent as %q)", v, sent)
 		}
 	})
 }
