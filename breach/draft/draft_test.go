@@ -213,7 +213,11 @@ func TestHTMLEscapes(t *testing.T) {
 func TestPDFRenders(t *testing.T) {
 	bin, err := exec.LookPath("pdftoppm")
 	if err != nil {
-		t.Skip("pdftoppm (poppler-utils) is not installed; CI installs it")
+		msg := "pdftoppm (poppler-utils) is not installed: apt-get install -y poppler-utils (.ci/run installs it)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	d, err := Notification(complete(), Options{Lang: "de", Now: detected.Add(80 * time.Hour)})
 	if err != nil {
