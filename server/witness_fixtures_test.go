@@ -26,7 +26,7 @@ var witnessFixtures = flag.Bool("witness-fixtures", false, "write testdata/witne
 // tests verify the committed files and never regenerate them.
 func TestWriteWitnessedFixtures(t *testing.T) {
 	if !*witnessFixtures {
-		t.Skip("writes fixtures; run with -witness-fixtures")
+		t.Skip("requires -witness-fixtures: this test writes testdata/witnessed/; the other tests verify the committed files")
 	}
 	dir := filepath.Join("..", "testdata", "witnessed")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
