@@ -31,16 +31,41 @@ func (l *Ledger) LatestCheckpoint() *Checkpoint { return l.latest.Load() }
 // than the latest signed one, keeps it, and returns the latest checkpoint.
 // It never signs two roots for one size.
 func (l *Ledger) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	return l.signCheckpoint(ctx, true)
+}
+
+// signCheckpoint signs the committed tree, or on a remote log the size
+// the remote has integrated (waiting a little for it when wait is set).
+func (l *Ledger) signCheckpoint(ctx context.Context, wait bool) (*Checkpoint, error) {
+	var size uint64
+	var root []byte
+	if l.opts.Remote != nil {
+		var ok bool
+		var err error
+		size, root, ok, err = l.remoteSignSize(ctx, wait)
+		if err != nil || !ok {
+			return l.latest.Load(), err
+		}
+	}
 	l.ckptMu.Lock()
 	defer l.ckptMu.Unlock()
-	v := l.view.Load()
-	if latest := l.latest.Load(); latest != nil && latest.Size >= v.size {
+	v := &treeView{size: size, root: root}
+	if l.opts.Remote == nil {
+		v = l.view.Load()
+	}
+	latest := l.latest.Load()
+	if latest != nil && latest.Size >= v.size {
 		return latest, nil
 	}
 	body := log.Checkpoint{Origin: l.origin, Size: v.size, Hash: v.root}.Marshal()
 	signed, err := note.Sign(&note.Note{Text: string(body)}, l.keys.Signers...)
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint of size %d: %w", v.size, err)
+	}
+	if l.opts.Remote != nil {
+		if signed, err = l.storeRemoteCheckpoint(ctx, latest, v, signed); err != nil {
+			return latest, err
+		}
 	}
 	err = l.store.Update(ctx, func(tx storage.WriteTx) error {
 		if _, err := tx.Get(checkpointKey(v.size)); err == nil {
@@ -162,7 +187,7 @@ func (l *Ledger) signLoop() {
 				continue // a checkpoint is a write too; sign once space is back
 			}
 			if latest := l.latest.Load(); latest == nil || latest.Size < l.Size() {
-				if _, err := l.SignCheckpoint(context.Background()); err != nil {
+				if _, err := l.signCheckpoint(context.Background(), false); err != nil {
 					l.opts.Logger.Error("sign checkpoint", "err", err)
 				}
 			}

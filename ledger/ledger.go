@@ -75,6 +75,10 @@ type Options struct {
 	// outside the store (see SidecarFile); Open sets it in the data
 	// directory. Empty keeps none.
 	SidecarPath string
+	// Remote, when set, is the log's source of truth (Trillian: see
+	// package trillianlog); the store is then a cache of it. Nil means the
+	// store alone holds the log.
+	Remote Remote
 }
 
 func (o *Options) withDefaults() {
@@ -128,6 +132,8 @@ type Ledger struct {
 
 	ckptMu sync.Mutex
 	latest atomic.Pointer[Checkpoint]
+
+	remoteStats remoteStats
 }
 
 // Open opens the ledger in the data directory dir (Badger under dir/db, keys
@@ -201,6 +207,11 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 	seq, err := l.loadSequencer(context.Background())
 	if err != nil {
 		return nil, err
+	}
+	if opts.Remote != nil {
+		if err := l.catchUp(context.Background(), seq); err != nil {
+			return nil, err
+		}
 	}
 	l.initSpace()
 	if err := l.loadLatestCheckpoint(context.Background()); err != nil {
@@ -278,6 +289,10 @@ func (l *Ledger) brokenErr() error {
 func (l *Ledger) setBroken(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken == nil && errors.Is(err, ErrRemote) {
+		l.broken = fmt.Errorf("%w: %w; the ledger accepts no more entries: once Trillian and its database are reachable again, restart the server — it catches up, and no acknowledged entry is lost", ErrClosed, err)
+		l.opts.Logger.Error("ALARM: distributed log failure; writes stopped", "err", err)
+	}
 	if l.broken == nil {
 		l.broken = fmt.Errorf("%w: a storage write failed, so the ledger accepts no more entries; restart it (no acknowledged entry is lost): %v", ErrClosed, err)
 		l.opts.Logger.Error("ledger storage failure", "err", err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -489,9 +488,8 @@ func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo u
 	return sid, c[:], ok, nil
 }
 
-// commitLoop completes batches in order and acknowledges their appends.
-var DebugCommitNs, DebugCommits, DebugWrites atomic.Int64
-
+// commitLoop completes batches in order and acknowledges their appends. On
+// a remote log, a batch is first made durable there (commitRemote).
 func (l *Ledger) commitLoop() {
 	defer close(l.done)
 	for {
@@ -505,15 +503,19 @@ func (l *Ledger) commitLoop() {
 			return
 		}
 		var err error
-		if len(b.writes) > 0 {
-			t0 := time.Now()
-			err = l.store.Update(context.Background(), b.write)
-			DebugCommitNs.Add(int64(time.Since(t0)))
-			DebugCommits.Add(1)
-			DebugWrites.Add(int64(len(b.writes)))
+		var erased [][]byte
+		if len(b.writes) > 0 && l.brokenErr() == nil {
+			if l.opts.Remote != nil {
+				erased, err = l.commitRemote(b)
+			}
+			if err == nil {
+				err = l.store.Update(context.Background(), b.write)
+			}
 		}
 		if err != nil {
 			l.setBroken(err)
+		} else if len(erased) > 0 {
+			l.eraseRemote(erased)
 		}
 		if err = l.brokenErr(); err != nil {
 			for _, a := range b.acks {
