@@ -95,7 +95,7 @@ func WaitIntegrated(ctx context.Context, c trillian.TrillianLogClient, tree int6
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("Trillian integrated %d of %d leaves: %w", root.TreeSize, size, ctx.Err())
+			return fmt.Errorf("the signer integrated %d of %d leaves: %w", root.TreeSize, size, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

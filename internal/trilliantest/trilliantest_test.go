@@ -3,12 +3,14 @@ package trilliantest_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/consentledger/consentledger/internal/trilliantest"
+	_ "github.com/go-sql-driver/mysql"
 	"github.com/google/trillian"
 	"github.com/google/trillian/types"
 	"github.com/transparency-dev/merkle/compact"
@@ -277,5 +279,50 @@ func TestCommittedNotIntegrated(t *testing.T) {
 	root = waitSize(t, c, tree, 8)
 	if want := rfc6962Root(t, values(log)); !bytes.Equal(root.RootHash, want) {
 		t.Fatalf("root at size 8 after a MariaDB restart %x, want %x", root.RootHash, want)
+	}
+}
+
+// TestSharedAndNewDatabase: Shared is one Env for the test binary, and
+// NewDatabase gives each caller its own empty database behind a DSN the
+// MySQL driver accepts; DSN reaches Trillian's schema.
+func TestSharedAndNewDatabase(t *testing.T) {
+	env := trilliantest.Shared(t)
+	if again := trilliantest.Shared(t); again != env {
+		t.Fatal("Shared started a second Env")
+	}
+	count := func(dsn, query string) int {
+		t.Helper()
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(query).Scan(&n); err != nil {
+			t.Fatalf("%s on %s: %v", query, dsn, err)
+		}
+		return n
+	}
+	const tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+	if n := count(env.DSN, tables); n < 7 {
+		t.Fatalf("%d tables in %s, want Trillian's schema (Trees, TreeControl, Subtree, TreeHead, LeafData, SequencedLeafData, Unsequenced)", n, env.DSN)
+	}
+	a, b := env.NewDatabase(t), env.NewDatabase(t)
+	if a == b {
+		t.Fatalf("NewDatabase returned %s twice", a)
+	}
+	db, err := sql.Open("mysql", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE subjects (id INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(a, tables); n != 1 {
+		t.Fatalf("%d tables in %s after creating one, want 1", n, a)
+	}
+	if n := count(b, tables); n != 0 {
+		t.Fatalf("%d tables in the second new database %s, want 0", n, b)
 	}
 }
