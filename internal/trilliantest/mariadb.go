@@ -117,9 +117,22 @@ func (e *Env) loadSchema() error {
 	if _, err := db.ExecContext(ctx, "USE trillian;\n"+string(text)); err != nil {
 		return fmt.Errorf("load %s: %w", schema, err)
 	}
+	// Root over TCP authenticates with a password (only its socket
+	// login uses peer credentials).
+	if _, err := db.ExecContext(ctx, "CREATE USER root@'127.0.0.1' IDENTIFIED BY '"+tcpPassword+"'; GRANT ALL ON *.* TO root@'127.0.0.1'"); err != nil {
+		return fmt.Errorf("create root@127.0.0.1: %w", err)
+	}
 	e.DSN = e.dsn("trillian")
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = "root", tcpPassword
+	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("127.0.0.1:%d", e.dbPort)
+	cfg.DBName = "trillian"
+	e.TCPDSN = cfg.FormatDSN()
 	return nil
 }
+
+// tcpPassword is root's password over TCP (a private instance on loopback).
+const tcpPassword = "trilliantest"
 
 // schemaPath returns the path of storage/mysql/schema/storage.sql in the
 // Trillian module this module requires (downloading it if needed).

@@ -60,6 +60,9 @@ type Env struct {
 	// by the socket's peer credentials, so it works for processes of the
 	// same user only, and only over the socket.
 	DSN string
+	// TCPDSN is the same database over TCP, root@tcp(127.0.0.1:PORT)/trillian
+	// with a password: the form a DSN has between machines.
+	TCPDSN string
 	// Dir is the Env's working directory: MariaDB's data directory
 	// (Dir/db), its socket and the servers' logs (Dir/*.log).
 	Dir string

@@ -180,7 +180,7 @@ func TestAddSequencedLeaves(t *testing.T) {
 // leaves the signer has not integrated yet (the signer is stopped to hold
 // them there), that a conflicting batch is half-committed, that identical
 // values conflict even at new indexes, and what a stopped Trillian and a
-// restarted MariaDB look like to a client.
+// stopped and restarted MariaDB look like to a client.
 func TestCommittedNotIntegrated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts its own MariaDB and Trillian: not in -short")
@@ -259,8 +259,20 @@ func TestCommittedNotIntegrated(t *testing.T) {
 	}
 	env.StartTrillian(t)
 
-	// MariaDB restarted: the tree is still there, and writes work again.
-	env.RestartMariaDB(t)
+	// MariaDB down: Trillian answers UNKNOWN, not UNAVAILABLE, with the
+	// driver's error ("dial unix …: connect: no such file or directory").
+	env.StopMariaDB()
+	_, err = c.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree, Leaves: leaves(7, 1, "v")})
+	if status.Code(err) != codes.Unknown {
+		t.Fatalf("AddSequencedLeaves with MariaDB stopped: %v, want UNKNOWN", err)
+	}
+	_, err = c.GetLatestSignedLogRoot(ctx, &trillian.GetLatestSignedLogRootRequest{LogId: tree})
+	if status.Code(err) != codes.Unknown {
+		t.Fatalf("GetLatestSignedLogRoot with MariaDB stopped: %v, want UNKNOWN", err)
+	}
+
+	// MariaDB back: the tree is still there, and writes work again.
+	env.StartMariaDB(t)
 	var code []codes.Code
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		resp, err := c.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree, Leaves: leaves(7, 1, "v")})
@@ -284,7 +296,7 @@ func TestCommittedNotIntegrated(t *testing.T) {
 
 // TestSharedAndNewDatabase: Shared is one Env for the test binary, and
 // NewDatabase gives each caller its own empty database behind a DSN the
-// MySQL driver accepts; DSN reaches Trillian's schema.
+// MySQL driver accepts; DSN and TCPDSN reach Trillian's schema.
 func TestSharedAndNewDatabase(t *testing.T) {
 	env := trilliantest.Shared(t)
 	if again := trilliantest.Shared(t); again != env {
@@ -306,6 +318,9 @@ func TestSharedAndNewDatabase(t *testing.T) {
 	const tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
 	if n := count(env.DSN, tables); n < 7 {
 		t.Fatalf("%d tables in %s, want Trillian's schema (Trees, TreeControl, Subtree, TreeHead, LeafData, SequencedLeafData, Unsequenced)", n, env.DSN)
+	}
+	if n := count(env.TCPDSN, tables); n < 7 {
+		t.Fatalf("%d tables over %s, want Trillian's schema", n, env.TCPDSN)
 	}
 	a, b := env.NewDatabase(t), env.NewDatabase(t)
 	if a == b {
