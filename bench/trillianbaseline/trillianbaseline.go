@@ -1,0 +1,102 @@
+// Package trillianbaseline measures Trillian's own write throughput: a
+// PREORDERED_LOG tree fed with AddSequencedLeaves calls of a fixed batch
+// size, one call in flight, leaves of about a consentledger entry's size.
+// That is exactly the load consentledger's Trillian mode puts on Trillian
+// (one call per group commit, DESIGN §9), without consentledger, so it is
+// the figure DESIGN §10 compares the Trillian mode with.
+//
+// BenchmarkTrillianAddSequencedLeaves (in this package's tests) runs it on a
+// private MariaDB and Trillian started by internal/trilliantest:
+//
+//	go test -run '^$' -bench TrillianAddSequencedLeaves -benchtime 20x ./bench/trillianbaseline/
+//
+// Run, with a client of any Trillian, gives the same figure in another
+// program (for a side-by-side run with consentledger's own benchmark).
+package trillianbaseline
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/google/trillian"
+	"github.com/google/trillian/types"
+	"google.golang.org/grpc/codes"
+)
+
+// LeafSize is the size of every leaf value, about a consentledger entry's.
+const LeafSize = 300
+
+// BatchSizes are the batch sizes the baseline is measured at.
+var BatchSizes = []int{1, 64, 256, 1000}
+
+// Result is one measured run.
+type Result struct {
+	Batch   int           // leaves per AddSequencedLeaves call
+	Leaves  int           // leaves written
+	Elapsed time.Duration // from the first call to the last call's answer
+}
+
+// LeavesPerSecond is the acknowledged (committed, not yet integrated)
+// throughput.
+func (r Result) LeavesPerSecond() float64 { return float64(r.Leaves) / r.Elapsed.Seconds() }
+
+// Run writes n leaves of LeafSize random bytes to tree, from index first
+// on, in AddSequencedLeaves calls of batch leaves (the last one smaller if
+// n is not a multiple), one call in flight, and returns how long that took.
+// Any per-leaf status other than OK stops it with an error, as it stops
+// consentledger's writer.
+func Run(ctx context.Context, c trillian.TrillianLogClient, tree, first int64, batch, n int) (Result, error) {
+	if batch <= 0 || n <= 0 {
+		return Result{}, fmt.Errorf("batch %d and leaves %d: both must be positive", batch, n)
+	}
+	// Values made before the clock starts, so only Trillian is measured.
+	values := make([]byte, n*LeafSize)
+	if _, err := rand.Read(values); err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	for done := 0; done < n; {
+		k := min(batch, n-done)
+		leaves := make([]*trillian.LogLeaf, k)
+		for i := range leaves {
+			j := done + i
+			leaves[i] = &trillian.LogLeaf{LeafIndex: first + int64(j), LeafValue: values[j*LeafSize : (j+1)*LeafSize]}
+		}
+		resp, err := c.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree, Leaves: leaves})
+		if err != nil {
+			return Result{}, fmt.Errorf("AddSequencedLeaves at index %d: %w", first+int64(done), err)
+		}
+		for i, r := range resp.Results {
+			if code := codes.Code(r.Status.GetCode()); code != codes.OK {
+				return Result{}, fmt.Errorf("AddSequencedLeaves: leaf %d: %v %s", first+int64(done+i), code, r.Status.GetMessage())
+			}
+		}
+		done += k
+	}
+	return Result{Batch: batch, Leaves: n, Elapsed: time.Since(start)}, nil
+}
+
+// WaitIntegrated waits until Trillian's signer has integrated size leaves of
+// tree (its latest root has that size), polling every 20 ms.
+func WaitIntegrated(ctx context.Context, c trillian.TrillianLogClient, tree int64, size uint64) error {
+	for {
+		resp, err := c.GetLatestSignedLogRoot(ctx, &trillian.GetLatestSignedLogRootRequest{LogId: tree})
+		if err != nil {
+			return fmt.Errorf("GetLatestSignedLogRoot: %w", err)
+		}
+		var root types.LogRootV1
+		if err := root.UnmarshalBinary(resp.SignedLogRoot.GetLogRoot()); err != nil {
+			return fmt.Errorf("unmarshal Trillian's log root: %w", err)
+		}
+		if root.TreeSize >= size {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the signer integrated %d of %d leaves: %w", root.TreeSize, size, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
