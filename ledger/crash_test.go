@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consentledger/internal/trilliantest"
+	"github.com/consentledger/consentledger/ledger/trillianlog"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
@@ -27,7 +29,12 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
-	code := m.Run()
+	var code int
+	if onTrillian() {
+		code = trilliantest.Main(m)
+	} else {
+		code = m.Run()
+	}
 	if benchLog.dir != "" {
 		os.RemoveAll(benchLog.dir)
 	}
@@ -38,7 +45,18 @@ func TestMain(m *testing.M) {
 // killed, printing "index leafhash" for every entry after Append or
 // AppendBatch has acknowledged it.
 func crashChild(dir string) {
-	l, err := Open(dir, Options{CheckpointInterval: 50 * time.Millisecond})
+	opts := Options{CheckpointInterval: 50 * time.Millisecond}
+	if tc := os.Getenv(crashTrillianEnv); tc != "" {
+		cfg, err := decodeTrillian(tc)
+		if err == nil {
+			opts.Remote, err = trillianlog.Open(context.Background(), cfg)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child open Trillian:", err)
+			os.Exit(3)
+		}
+	}
+	l, err := Open(dir, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(3)
@@ -108,12 +126,22 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	var trill *trillianlog.Config
+	if onTrillian() {
+		// On Trillian every restart is on an EMPTY data directory with the
+		// same key files: the local store is only a cache.
+		cfg := newTrillianConfig(t)
+		trill = &cfg
+	}
 	acked := map[uint64][]byte{}
 	rnd := rand.New(rand.NewPCG(11, 13))
 	const rounds = 20
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+		if trill != nil {
+			cmd.Env = append(cmd.Env, crashTrillianEnv+"="+encodeTrillian(*trill))
+		}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		stdout, err := cmd.StdoutPipe()
@@ -160,7 +188,12 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("round %d: no acknowledgements read", round)
 		}
 
-		l, err := Open(dir, Options{CheckpointInterval: -1})
+		opts := Options{CheckpointInterval: -1}
+		if trill != nil {
+			dir = copyKeys(t, dir)
+			opts.Remote = openTrillian(t, *trill)
+		}
+		l, err := Open(dir, opts)
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill: %v", round, err)
 		}

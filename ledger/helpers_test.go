@@ -29,6 +29,9 @@ func newTestLedger(t testing.TB, opts Options) (*Ledger, storage.Store, *Keys) {
 	if opts.CheckpointInterval == 0 {
 		opts.CheckpointInterval = -1
 	}
+	if opts.Remote == nil {
+		opts.Remote = testRemote(t)
+	}
 	l, err := New(st, keys, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -396,7 +396,7 @@ func (l *Ledger) remoteSignSize(ctx context.Context, wait bool) (size uint64, ro
 			return 0, nil, false, fmt.Errorf("%w: read the tree's size: %v", ErrRemote, err)
 		}
 		if size <= l.Size() && (size >= target || !wait || time.Now().After(deadline)) {
-			if latest := l.latest.Load(); size == 0 || (latest != nil && latest.Size >= size) {
+			if latest := l.latest.Load(); latest != nil && latest.Size >= size {
 				return 0, nil, false, nil
 			}
 			ours, err := l.RootAt(ctx, size)

@@ -93,7 +93,13 @@ type Config struct {
 	// with another Host header is refused (DNS rebinding).
 	Hosts []string `yaml:"hosts"`
 
-	// DataDir holds the ledger (required).
+	// Storage, when it names a Trillian server, puts the log's source of
+	// truth on Trillian (see package trillianlog); DataDir is then a cache.
+	Storage StorageConfig `yaml:"storage"`
+	// Advertise is the URL other nodes and clients reach this node at.
+	Advertise string `yaml:"advertise"`
+
+	// DataDir holds the ledger (required); on Trillian, its local cache.
 	DataDir string `yaml:"-"`
 	// PoliciesDir, if set, is published at start when it differs from the
 	// active policy (compiled and tested first; a failing policy stops the start).
@@ -179,6 +185,9 @@ func LoadConfig(path string) (Config, error) {
 func (c *Config) check() (*rpc.Authenticator, error) {
 	if c.DataDir == "" {
 		return nil, errors.New("a data directory is required (--data DIR)")
+	}
+	if err := c.Storage.check(); err != nil {
+		return nil, err
 	}
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
@@ -269,4 +278,29 @@ func (c ContactConfig) policyContact() policies.Contact {
 func (c Config) hostNames() []string {
 	host, _, _ := net.SplitHostPort(c.Addr)
 	return append([]string{host}, c.Hosts...)
+}
+
+// StorageConfig selects the log's backend: empty means the embedded Badger
+// store in the data directory; Trillian, Tree and SQL together mean a
+// Trillian PREORDERED_LOG tree and a MySQL/MariaDB database.
+type StorageConfig struct {
+	// Trillian is trillian_log_server's gRPC host:port.
+	Trillian string `yaml:"trillian"`
+	// Tree is the tree id printed by consentledger trillian init.
+	Tree int64 `yaml:"tree"`
+	// SQL is the database DSN (go-sql-driver/mysql form).
+	SQL string `yaml:"sql"`
+}
+
+// Enabled reports whether a Trillian backend is configured.
+func (s StorageConfig) Enabled() bool { return s.Trillian != "" || s.Tree != 0 || s.SQL != "" }
+
+func (s StorageConfig) check() error {
+	if !s.Enabled() {
+		return nil
+	}
+	if s.Trillian == "" || s.Tree == 0 || s.SQL == "" {
+		return fmt.Errorf("storage: Trillian needs all three of trillian (HOST:PORT), tree (the id from consentledger trillian init) and sql (the database DSN)")
+	}
+	return nil
 }

@@ -58,6 +58,7 @@ func startLogging(t *testing.T, cfg server.Config, w io.Writer, level slog.Level
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
+	withBackend(t, &cfg)
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Now = c.Now
 	ctx, cancel := context.WithCancel(context.Background())

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/trillianlog"
 	"github.com/consentledger/consentledger/policies"
 	"github.com/consentledger/consentledger/rpc"
 	"github.com/consentledger/consentledger/server/console"
@@ -43,7 +44,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if cfg.DiskReserveMiB < 0 {
 		reserve = -1
 	}
-	l, err := ledger.Open(cfg.DataDir, ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now, DiskReserve: reserve})
+	lopts := ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now, DiskReserve: reserve}
+	if cfg.Storage.Enabled() {
+		remote, err := trillianlog.Open(ctx, trillianlog.Config{Trillian: cfg.Storage.Trillian, Tree: cfg.Storage.Tree, SQL: cfg.Storage.SQL})
+		if err != nil {
+			return fmt.Errorf("storage on Trillian: %w", err)
+		}
+		defer remote.Close()
+		lopts.Remote = remote
+		log.Info("log on Trillian", "trillian", cfg.Storage.Trillian, "tree", cfg.Storage.Tree)
+	}
+	l, err := ledger.Open(cfg.DataDir, lopts)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,8 @@ func init() {
 	commands["pubkey"] = command{run: runPubkey, summary: "print the verifier key auditors pin"}
 }
 
-const serveUsage = `usage: consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME] [--metrics-addr ADDR] [--insecure-no-tls]`
+const serveUsage = `usage: consentledger serve --data DIR [--addr 127.0.0.1:7420] [--policies DIR] [--config FILE] [--origin NAME] [--metrics-addr ADDR] [--insecure-no-tls]
+       [--trillian HOST:PORT --tree ID --sql DSN] [--advertise URL]`
 
 func runServe(args []string) int {
 	fs := newFlagSet("serve")
@@ -30,6 +31,10 @@ func runServe(args []string) int {
 	pprofAddr := fs.String("pprof", "", "serve the Go profiler on this loopback address")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics and gRPC reflection WITHOUT a token on this separate address (keep it private)")
 	insecure := fs.Bool("insecure-no-tls", false, "allow principals on a non-loopback address without TLS (tokens cross the network in clear)")
+	trill := fs.String("trillian", "", "keep the log on Trillian: trillian_log_server's gRPC HOST:PORT (with --tree and --sql)")
+	tree := fs.Int64("tree", 0, "Trillian tree id (printed by consentledger trillian init)")
+	dsn := fs.String("sql", "", "MySQL/MariaDB DSN for the subject table and checkpoints, e.g. user:pass@tcp(127.0.0.1:3306)/trillian")
+	advertise := fs.String("advertise", "", "URL this node is reachable at, for other nodes and clients")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) > 0 {
 		return usageError(serveUsage, err, pos)
@@ -47,6 +52,18 @@ func runServe(args []string) int {
 	}
 	if *origin != "" {
 		cfg.Origin = *origin
+	}
+	if *trill != "" {
+		cfg.Storage.Trillian = *trill
+	}
+	if *tree != 0 {
+		cfg.Storage.Tree = *tree
+	}
+	if *dsn != "" {
+		cfg.Storage.SQL = *dsn
+	}
+	if *advertise != "" {
+		cfg.Advertise = *advertise
 	}
 	if cfg.DataDir == "" {
 		return errorf(2, "consentledger serve --data ./data", "--data is required")

@@ -32,6 +32,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -42,6 +43,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"k8s.io/klog/v2"
 
 	"github.com/consentledger/consentledger/ledger/remote"
 )
@@ -66,6 +68,13 @@ type Log struct {
 }
 
 var _ remote.Log = (*Log)(nil)
+
+func init() {
+	// Trillian's client library logs every tree it creates through klog
+	// to stderr; errors reach our callers as errors instead.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+}
 
 // schema creates our tables; every statement is idempotent.
 var schema = []string{
