@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,22 +50,48 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Eight writers, so that a backend with a slower commit (Trillian)
+	// fills the 4 MiB as fast as the embedded one.
+	var mu sync.Mutex
 	acked := 0
 	var refusal error
-	for deadline := time.Now().Add(60 * time.Second); refusal == nil && time.Now().Before(deadline); {
-		_, err := s.consent().RecordOptIn(ctx, connect.NewRequest(&pb.RecordOptInRequest{
-			Subject: phone(fmt.Sprintf("+49 170 %07d", acked)), Channel: pb.Channel_CHANNEL_SMS,
-			Purposes: []string{"marketing"}, Method: "checkout", NoticeVersion: "2026-01",
-			EvidenceDigest: make([]byte, 32),
-		}))
-		switch {
-		case connect.CodeOf(err) == connect.CodeResourceExhausted:
-			refusal = err
-		case err != nil:
-			t.Fatalf("RecordOptIn before the disk filled: %v", err)
-		default:
-			acked++
-		}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(60 * time.Second)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				mu.Lock()
+				stop := refusal != nil
+				mu.Unlock()
+				if stop {
+					return
+				}
+				_, err := s.consent().RecordOptIn(ctx, connect.NewRequest(&pb.RecordOptInRequest{
+					Subject: phone(fmt.Sprintf("+49 170 %d%06d", w, i)), Channel: pb.Channel_CHANNEL_SMS,
+					Purposes: []string{"marketing"}, Method: "checkout", NoticeVersion: "2026-01",
+					EvidenceDigest: make([]byte, 32),
+				}))
+				mu.Lock()
+				switch {
+				case connect.CodeOf(err) == connect.CodeResourceExhausted:
+					if refusal == nil {
+						refusal = err
+					}
+				case err != nil:
+					t.Errorf("RecordOptIn before the disk filled: %v", err)
+					refusal = err
+				default:
+					acked++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	if refusal == nil {
 		t.Fatal("no write was refused in 60 s with 4 MiB above the reserve")
