@@ -38,7 +38,11 @@ func (e *Env) startTrillian() error {
 	if signer == nil {
 		p, err := e.startProc("trillian_log_signer", e.bins.logSigner, append(storage,
 			"--rpc_endpoint="+e.signRPC, "--http_endpoint="+e.signHTTP,
-			"--force_master", "--sequencer_interval=100ms", "--batch_size=1000")...)
+			"--force_master", "--sequencer_interval=100ms", "--batch_size=1000",
+			// The signer waits a random pause of up to this before it
+			// integrates a tree it has not seen (default 1 s): a new
+			// tree's first leaves would wait for it in every test.
+			"--pre_election_pause=10ms")...)
 		if err != nil {
 			return err
 		}
