@@ -56,7 +56,7 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 	acked := 0
 	var refusal error
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for w := range 8 {
 		wg.Add(1)
 		go func() {
@@ -94,7 +94,7 @@ func TestFullDiskRefusesWrites(t *testing.T) {
 		t.FailNow()
 	}
 	if refusal == nil {
-		t.Fatal("no write was refused in 60 s with 4 MiB above the reserve")
+		t.Fatal("no write was refused in 120 s with 4 MiB above the reserve")
 	}
 	if msg := refusal.Error(); !strings.Contains(msg, filepath.Join(mnt, "data")) || !strings.Contains(msg, "free") {
 		t.Errorf("refusal %q does not name the data directory and its free space", msg)

@@ -59,6 +59,10 @@ func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
 			func() float64 { return b2f(l.Space().Low) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_storage_failed", Help: "1 after a storage write (fsync) failed: appends are refused until restart."},
 			func() float64 { return b2f(l.Failure() != nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_trillian", Help: "1 when the log's source of truth is Trillian (serve --trillian)."},
+			func() float64 { return b2f(l.RemoteStats().Enabled) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_trillian_root_mismatches_total", Help: "Checks where Trillian's root (or a stored checkpoint) differed from the ledger's: nothing was signed. An alarm."},
+			func() float64 { return float64(l.RemoteStats().RootMismatches) }),
 	)
 	return m
 }

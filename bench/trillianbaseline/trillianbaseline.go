@@ -2,8 +2,8 @@
 // PREORDERED_LOG tree fed with AddSequencedLeaves calls of a fixed batch
 // size, one call in flight, leaves of about a consentledger entry's size.
 // That is exactly the load consentledger's Trillian mode puts on Trillian
-// (one call per group commit, DESIGN §9), without consentledger, so it is
-// the figure DESIGN §10 compares the Trillian mode with.
+// (one call per group commit), without consentledger, so it is
+// the figure the Trillian mode is compared with (target: Decide ≥ 0.8× it).
 //
 // BenchmarkTrillianAddSequencedLeaves (in this package's tests) runs it on a
 // private MariaDB and Trillian started by internal/trilliantest:

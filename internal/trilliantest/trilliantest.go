@@ -1,6 +1,6 @@
 // Package trilliantest runs a real Trillian log (github.com/google/trillian
 // v1.8.0: trillian_log_server and trillian_log_signer) over a private MariaDB
-// instance for tests, as DESIGN §12 describes.
+// instance for tests (Debian's MariaDB binaries, never the system service).
 //
 // Start gives a test its own Env: a new MariaDB data directory (never the
 // system service), the database "trillian" with Trillian's schema

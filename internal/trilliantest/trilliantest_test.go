@@ -176,7 +176,7 @@ func TestAddSequencedLeaves(t *testing.T) {
 	}
 }
 
-// TestCommittedNotIntegrated shows what DESIGN §9 records about committed
+// TestCommittedNotIntegrated shows what the ledger relies on about committed
 // leaves the signer has not integrated yet (the signer is stopped to hold
 // them there), that a conflicting batch is half-committed, that identical
 // values conflict even at new indexes, and what a stopped Trillian and a
