@@ -104,4 +104,3 @@ func commitCounters(t *testing.T, url string) (batches, entries float64) {
 	}
 	return batches, entries
 }
-
