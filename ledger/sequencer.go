@@ -49,6 +49,8 @@ type batch struct {
 	acks      []ack
 	entries   int
 	bytes     int
+	erased    [][]byte // subject rows to delete from the remote once committed
+	durable   bool     // the remote accepted it (or there is none and the ledger is healthy)
 }
 
 type ack struct {
@@ -488,10 +490,27 @@ func (s *sequencer) resolveSubject(id subject.Identifier, e *pb.Entry, batchNo u
 	return sid, c[:], ok, nil
 }
 
-// commitLoop completes batches in order and acknowledges their appends. On
-// a remote log, a batch is first made durable there (commitRemote).
+// commitLoop completes batches in order and acknowledges their appends.
+// On a remote log a batch is first made durable there (commitRemote), and
+// the local commit of one batch overlaps the remote call of the next: two
+// stages, one remote call in flight, acknowledgements in order.
 func (l *Ledger) commitLoop() {
 	defer close(l.done)
+	var local chan *batch
+	if l.opts.Remote != nil {
+		local = make(chan *batch, 2)
+		localDone := make(chan struct{})
+		go func() {
+			defer close(localDone)
+			for b := range local {
+				l.finish(b)
+			}
+		}()
+		defer func() {
+			close(local)
+			<-localDone
+		}()
+	}
 	for {
 		select {
 		case l.ready <- struct{}{}:
@@ -502,38 +521,64 @@ func (l *Ledger) commitLoop() {
 		if !ok {
 			return
 		}
-		var err error
-		var erased [][]byte
-		if len(b.writes) > 0 && l.brokenErr() == nil {
-			if l.opts.Remote != nil {
-				erased, err = l.commitRemote(b)
-			}
-			if err == nil {
-				err = l.store.Update(context.Background(), b.write)
-			}
-		}
-		if err != nil {
-			l.setBroken(err)
-		} else if len(erased) > 0 {
-			l.eraseRemote(erased)
-		}
-		if err = l.brokenErr(); err != nil {
-			for _, a := range b.acks {
-				a.p.done <- result{err: err}
-			}
+		if local == nil {
+			l.finish(b)
 			continue
 		}
-		l.view.Store(b.view)
-		for _, t := range b.completed {
-			l.tiles.add(t)
+		if l.brokenErr() == nil {
+			b.durable = true
+			if len(b.writes) > 0 {
+				var err error
+				if b.erased, err = l.commitRemote(b); err != nil {
+					// Set at once, so that no later batch goes to the remote.
+					l.setBroken(err)
+					b.durable = false
+				}
+			}
 		}
-		l.stats.batches.Add(1)
-		l.stats.entries.Add(uint64(b.entries))
-		l.committed.Store(b.no)
-		for _, a := range b.acks {
-			a.answer()
-		}
-		l.broadcast()
-		l.checkSpace()
+		local <- b
 	}
+}
+
+// finish commits b to the local store and acknowledges its appends, or
+// answers them with the reason the ledger stopped.
+//
+// On a remote log, a batch the remote accepted is still committed locally
+// after a later batch's remote call failed (it is durable; the local copy
+// only spares the next start some catching up), but never after a local
+// write failed.
+func (l *Ledger) finish(b *batch) {
+	if l.opts.Remote == nil {
+		b.durable = l.brokenErr() == nil
+	}
+	if err := l.brokenErr(); err != nil && !errors.Is(err, ErrRemote) {
+		b.durable = false
+	}
+	if b.durable && len(b.writes) > 0 {
+		if err := l.store.Update(context.Background(), b.write); err != nil {
+			l.setBroken(err)
+			b.durable = false
+		} else if len(b.erased) > 0 {
+			l.eraseRemote(b.erased)
+		}
+	}
+	if !b.durable {
+		err := l.brokenErr()
+		for _, a := range b.acks {
+			a.p.done <- result{err: err}
+		}
+		return
+	}
+	l.view.Store(b.view)
+	for _, t := range b.completed {
+		l.tiles.add(t)
+	}
+	l.stats.batches.Add(1)
+	l.stats.entries.Add(uint64(b.entries))
+	l.committed.Store(b.no)
+	for _, a := range b.acks {
+		a.answer()
+	}
+	l.broadcast()
+	l.checkSpace()
 }
