@@ -75,6 +75,10 @@ type Options struct {
 	// outside the store (see SidecarFile); Open sets it in the data
 	// directory. Empty keeps none.
 	SidecarPath string
+	// StateCache bounds the subjects whose committed state LookupSubject
+	// and SubjectState keep in memory (see statecache.go); 0 means
+	// DefaultStateCache, negative keeps none (every read goes to the store).
+	StateCache int
 }
 
 func (o *Options) withDefaults() {
@@ -128,6 +132,8 @@ type Ledger struct {
 
 	ckptMu sync.Mutex
 	latest atomic.Pointer[Checkpoint]
+
+	states stateCache // subjects' committed state (statecache.go)
 }
 
 // Open opens the ledger in the data directory dir (Badger under dir/db, keys

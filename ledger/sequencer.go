@@ -521,6 +521,7 @@ func (l *Ledger) commitLoop() {
 			}
 			continue
 		}
+		l.cacheCommitted(b)
 		l.view.Store(b.view)
 		for _, t := range b.completed {
 			l.tiles.add(t)
