@@ -512,6 +512,7 @@ func (l *Ledger) commitLoop() {
 			DebugCommits.Add(1)
 			DebugWrites.Add(int64(len(b.writes)))
 		}
+		l.cacheCommitted(b, err)
 		if err != nil {
 			l.setBroken(err)
 		}
@@ -521,7 +522,6 @@ func (l *Ledger) commitLoop() {
 			}
 			continue
 		}
-		l.cacheCommitted(b)
 		l.view.Store(b.view)
 		for _, t := range b.completed {
 			l.tiles.add(t)

@@ -71,10 +71,11 @@ func (l *Ledger) stateCacheMax() int {
 	}
 }
 
-// cacheCommitted applies a committed batch's writes to the state cache. The
-// committer calls it after the store commit and before acknowledging.
-func (l *Ledger) cacheCommitted(b *batch) {
-	if max := l.stateCacheMax(); max > 0 {
+// cacheCommitted applies a batch's writes to the state cache if the store
+// committed them (err is the commit's error). The committer calls it after
+// the store commit and before acknowledging.
+func (l *Ledger) cacheCommitted(b *batch, err error) {
+	if max := l.stateCacheMax(); max > 0 && err == nil && len(b.writes) > 0 {
 		l.states.apply(b.writes, max)
 	}
 }
