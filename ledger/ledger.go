@@ -79,6 +79,10 @@ type Options struct {
 	// package trillianlog); the store is then a cache of it. Nil means the
 	// store alone holds the log.
 	Remote Remote
+	// StateCache bounds the subjects whose committed state LookupSubject
+	// and SubjectState keep in memory (see statecache.go); 0 means
+	// DefaultStateCache, negative keeps none (every read goes to the store).
+	StateCache int
 }
 
 func (o *Options) withDefaults() {
@@ -134,6 +138,7 @@ type Ledger struct {
 	latest atomic.Pointer[Checkpoint]
 
 	remoteStats remoteStats
+	states      stateCache // subjects' committed state (statecache.go)
 }
 
 // Open opens the ledger in the data directory dir (Badger under dir/db, keys

@@ -108,7 +108,12 @@ func DecodeEntry(data []byte) (*pb.Entry, error) {
 // LookupSubject returns the subject_id and committed state of the person id
 // names. found is false if the ledger has never seen the person (or erased
 // them); the state is nil then, or when the subject has no entries yet.
+// The state is never older than the last acknowledged entry; it may be
+// shared with other callers (the ledger's state cache), so do not modify it.
 func (l *Ledger) LookupSubject(ctx context.Context, id subject.Identifier) (subjectID string, st *pb.SubjectState, found bool, err error) {
+	if l.stateCacheMax() > 0 {
+		return l.lookupSubjectCached(ctx, id)
+	}
 	err = l.store.View(ctx, func(tx storage.ReadTx) error {
 		raw, err := tx.Get(tableKey(subject.TableKey(l.keys.SubjectKey, id)))
 		if errors.Is(err, storage.ErrNotFound) {
@@ -128,7 +133,11 @@ func (l *Ledger) LookupSubject(ctx context.Context, id subject.Identifier) (subj
 }
 
 // SubjectState returns the committed state of subject_id, or ErrNotFound.
+// Like LookupSubject's, the state may be shared: do not modify it.
 func (l *Ledger) SubjectState(ctx context.Context, subjectID string) (*pb.SubjectState, error) {
+	if l.stateCacheMax() > 0 {
+		return l.subjectStateCached(ctx, subjectID)
+	}
 	var st *pb.SubjectState
 	err := l.store.View(ctx, func(tx storage.ReadTx) error {
 		var err error

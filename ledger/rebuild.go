@@ -20,6 +20,7 @@ func (l *Ledger) RebuildState(ctx context.Context, progress func(done, total uin
 	if err := l.Barrier(ctx); err != nil {
 		return err
 	}
+	defer l.states.reset() // the cache holds the state index read before
 	for _, tab := range stateTables {
 		if err := deletePrefix(ctx, l.store, []byte{tab}); err != nil {
 			return fmt.Errorf("clear state table %q: %w", tab, err)

@@ -558,8 +558,11 @@ func (l *Ledger) finish(b *batch) {
 		if err := l.store.Update(context.Background(), b.write); err != nil {
 			l.setBroken(err)
 			b.durable = false
-		} else if len(b.erased) > 0 {
-			l.eraseRemote(b.erased)
+		} else {
+			l.cacheCommitted(b, nil)
+			if len(b.erased) > 0 {
+				l.eraseRemote(b.erased)
+			}
 		}
 	}
 	if !b.durable {

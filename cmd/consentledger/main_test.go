@@ -6,10 +6,12 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -18,6 +20,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The crash test runs the command in a child process of this binary.
+	if args := os.Getenv(serveChildEnv); args != "" {
+		os.Exit(run(strings.Split(args, "\n")))
+	}
 	testscript.Main(m, map[string]func(){
 		"consentledger": main,
 	})
