@@ -19,8 +19,14 @@ import (
 func (e *Env) initMariaDB() error {
 	e.sock = filepath.Join(e.Dir, "sock")
 	datadir := filepath.Join(e.Dir, "db")
+	// Its own temporary directory: installs running at once (one per test
+	// binary, and go test runs packages in parallel) otherwise collide on
+	// MariaDB's temporary-table names in /tmp.
+	if err := os.MkdirAll(e.tmpDir(), 0o700); err != nil {
+		return err
+	}
 	p, err := e.startProc("mariadb-install-db", e.bins.installDB,
-		"--no-defaults", "--datadir="+datadir,
+		"--no-defaults", "--datadir="+datadir, "--tmpdir="+e.tmpDir(),
 		"--auth-root-authentication-method=socket", "--skip-test-db")
 	if err != nil {
 		return err
@@ -37,11 +43,14 @@ func (e *Env) initMariaDB() error {
 	return nil
 }
 
+// tmpDir is MariaDB's own temporary directory.
+func (e *Env) tmpDir() string { return filepath.Join(e.Dir, "tmp") }
+
 // startMariaDB starts mariadbd on Dir/db and waits until it accepts
 // connections on its socket.
 func (e *Env) startMariaDB() error {
 	p, err := e.startProc("mariadbd", e.bins.mariadbd,
-		"--no-defaults", "--datadir="+filepath.Join(e.Dir, "db"),
+		"--no-defaults", "--datadir="+filepath.Join(e.Dir, "db"), "--tmpdir="+e.tmpDir(),
 		"--socket="+e.sock, "--port="+strconv.Itoa(e.dbPort), "--bind-address=127.0.0.1",
 		"--pid-file="+filepath.Join(e.Dir, "mariadbd.pid"),
 		"--user=root", "--skip-name-resolve")
