@@ -44,9 +44,10 @@ type Config struct {
 	// runs unauthenticated and only on a loopback address.
 	Principals []PrincipalConfig `yaml:"principals"`
 	// MaxInFlight bounds the unary calls in flight (policy evaluations,
-	// appends waiting for their commit, reads); past it a call waits up to
-	// OverloadWait for a slot, then gets resource_exhausted with a retry
-	// hint. 0 means 32 per CPU (64 on two cores: what saturates them).
+	// appends waiting for their commit, reads), admitted from the headers
+	// before the body is read; past it a call waits up to OverloadWait for
+	// a slot, first come, first served, then gets resource_exhausted with a
+	// retry hint. 0 means 32 per CPU (64 on two cores).
 	MaxInFlight int `yaml:"max_in_flight"`
 	// OverloadWait is how long a call waits for a slot (a Go duration);
 	// 0 means 20ms.

@@ -41,14 +41,19 @@ const healthPrefix = "/" + grpchealth.HealthV1ServiceName + "/"
 
 // guard authenticates a request from its headers before anything reads its
 // body (so an unauthenticated caller can neither have its body parsed nor
-// hold a connection by sending it slowly), bounds the time to read the
+// hold a connection by sending it slowly), admits a unary call under the
+// overload bound and its principal's rate (ol; nil: no bound) — also before
+// the body is read, so a refusal costs no parsing and an admitted call
+// carries no queueing behind refused ones —, bounds the time to read the
 // body, and drops a WatchEntries stream whose client stops reading. auth
 // nil means no authentication (loopback only); health is always open.
-func guard(next http.Handler, auth *rpc.Authenticator, bodyTimeout, watchTimeout time.Duration) http.Handler {
+func guard(next http.Handler, auth *rpc.Authenticator, ol *overload, bodyTimeout, watchTimeout time.Duration) http.Handler {
 	errw := connect.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := rpc.PrincipalFrom(r.Context())
 		if auth != nil && !strings.HasPrefix(r.URL.Path, healthPrefix) && !console.Owns(r.URL.Path) {
-			if _, err := auth.Authenticate(r.Header.Get("Authorization")); err != nil {
+			var err error
+			if p, err = auth.Authenticate(r.Header.Get("Authorization")); err != nil {
 				// Read nothing of the body, and do not wait for it: close
 				// an HTTP/1 connection rather than draining it.
 				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
@@ -68,6 +73,20 @@ func guard(next http.Handler, auth *rpc.Authenticator, bodyTimeout, watchTimeout
 			if err := rc.SetReadDeadline(time.Now().Add(bodyTimeout)); err == nil {
 				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 			}
+		}
+		// A call the principal may not make is left to the authorisation
+		// that follows: it takes neither a slot nor a token of its rate.
+		if ol != nil && ol.bounds(r.URL.Path) && rpc.Allowed(p.Role, r.URL.Path) {
+			start := time.Now()
+			release, err := ol.admit(r.Context(), p.Name)
+			if err != nil {
+				ol.m.observe(r.URL.Path, start, err)
+				refuse(w, r, errw, err)
+				return
+			}
+			defer release()
+			ol.serve(next, w, r.WithContext(context.WithValue(r.Context(), admittedKey{}, true)))
+			return
 		}
 		if r.URL.Path == watchProcedure {
 			w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: watchTimeout}

@@ -32,7 +32,7 @@ func TestWatchStreamDroppedWhenNotRead(t *testing.T) {
 					}
 					w.(http.Flusher).Flush()
 				}
-			}), nil, time.Second, 300*time.Millisecond)
+			}), nil, nil, time.Second, 300*time.Millisecond)
 			srv := httptest.NewUnstartedServer(h)
 			srv.Config.Protocols = new(http.Protocols)
 			srv.Config.Protocols.SetHTTP1(true)

@@ -32,7 +32,10 @@ func load(t *testing.T, url string, n int, d time.Duration, subjects int) (ok []
 	t.Helper()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	tr.Protocols = new(http.Protocols)
-	tr.Protocols.SetUnencryptedHTTP2(true) // streams share a few connections, as gRPC clients do
+	// Streams share the connections the transport keeps, as gRPC clients
+	// do; but as the 2,000 callers start, it dials one connection per
+	// waiting call until the first is up (3,630 dials measured).
+	tr.Protocols.SetUnencryptedHTTP2(true)
 	send := consentledgerv1connect.NewSendServiceClient(&http.Client{Transport: tr}, url)
 	defer tr.CloseIdleConnections()
 	var (
@@ -154,10 +157,12 @@ func TestOverload(t *testing.T) {
 		t.Fatal("at 2,000 callers no call succeeded")
 	}
 	t.Logf("2,000 callers: %d decisions, %d refused, p50 %v p99 %v, peak RSS %d MiB", len(ok), refused, ok[len(ok)/2], p99(ok), peak.Load())
+	t.Logf("p99 at 2,000 callers / p99 at 64 callers = %.2f", float64(p99(ok))/float64(p99(base)))
 	// The target — p99 of successful calls within 2× the p99 at 64
-	// callers — is not met yet with the load generator in this process on
-	// two shared cores (measured: 2.1–3.2 s against 0.27–0.45 s); it is
-	// reported here and in the closing note rather than asserted.
+	// callers — is not met with the load generator in this process on two
+	// shared cores: side by side with the previous design the ratio swings
+	// 2–11× between runs of either (docs/operations.md, Overload). It is
+	// reported here rather than asserted.
 	if p99(ok) > 2*p99(base) {
 		t.Logf("NOT MET: p99 of successful calls at 2,000 callers is %v, more than 2× the %v at 64 callers", p99(ok), p99(base))
 	}

@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		interceptors = append(interceptors, rpc.NewAuthInterceptor(auth))
 	}
 	ol := newOverload(cfg.MaxInFlight, cfg.OverloadWait, cfg.Principals, m)
+	defer ol.stop()
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_in_flight", Help: "Unary calls in flight (bounded by max_in_flight)."},
 		func() float64 { return float64(ol.inFlight()) }))
 	interceptors = append(interceptors, ol, newWatchLimiter(cfg.WatchPerPrincipal, cfg.WatchPerConnection))
@@ -109,6 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	mux := http.NewServeMux()
 	names := svc.Mount(mux, opts...)
+	ol.unary = unaryProcedures(names) // what the guard bounds
 	checker := grpchealth.NewStaticChecker(names...)
 	mux.Handle(grpchealth.NewHandler(healthChecker{static: checker, l: l}))
 	// Reflection and metrics: on the API port only to authenticated callers
@@ -136,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	srv := &http.Server{
 		// The Host allowlist comes first (DNS rebinding), then the bearer
 		// token for the API (the console signs its users in itself).
-		Handler:           console.HostGuard(cfg.hostNames(), guard(mux, auth, cfg.BodyReadTimeout, cfg.WatchSendTimeout)),
+		Handler:           console.HostGuard(cfg.hostNames(), guard(mux, auth, ol, cfg.BodyReadTimeout, cfg.WatchSendTimeout)),
 		ConnContext:       withConnID,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
