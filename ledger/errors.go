@@ -42,4 +42,24 @@ var (
 	// ErrNoSpace: the data directory's file system is below the free-space
 	// reserve; appends are refused until space is freed (see Options.DiskReserve).
 	ErrNoSpace = errors.New("not enough free disk space")
+	// ErrNotLeader: this node is a standby (the log on Trillian with
+	// several nodes); writes go to the leader, named by a NotLeaderError.
+	ErrNotLeader = errors.New("this node is a standby, not the leader")
 )
+
+// NotLeaderError refuses a write on a standby and names the leader's
+// advertised URL (empty when no node holds the lease right now).
+type NotLeaderError struct {
+	// Leader is the leader's advertised URL, or empty.
+	Leader string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return "this node is a standby and no leader holds the lease right now; retry in a few seconds"
+	}
+	return "this node is a standby; send writes to the leader at " + e.Leader
+}
+
+// Unwrap makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
