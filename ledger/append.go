@@ -115,6 +115,9 @@ func (l *Ledger) enqueue(p *pending) error {
 	if l.closed {
 		return fmt.Errorf("%w: the ledger is shutting down", ErrClosed)
 	}
+	if l.role.standby.Load() {
+		return l.notLeader()
+	}
 	if err := l.brokenErr(); err != nil {
 		return err
 	}

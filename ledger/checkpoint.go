@@ -37,6 +37,9 @@ func (l *Ledger) SignCheckpoint(ctx context.Context) (*Checkpoint, error) {
 // signCheckpoint signs the committed tree, or on a remote log the size
 // the remote has integrated (waiting a little for it when wait is set).
 func (l *Ledger) signCheckpoint(ctx context.Context, wait bool) (*Checkpoint, error) {
+	if l.IsStandby() {
+		return l.adoptCheckpoints(ctx) // only the leader signs
+	}
 	var size uint64
 	var root []byte
 	if l.opts.Remote != nil {

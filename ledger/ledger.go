@@ -79,6 +79,9 @@ type Options struct {
 	// package trillianlog); the store is then a cache of it. Nil means the
 	// store alone holds the log.
 	Remote Remote
+	// Standby starts the ledger as a standby on Remote (see standby.go):
+	// it refuses appends and follows the remote until Promote.
+	Standby bool
 	// StateCache bounds the subjects whose committed state LookupSubject
 	// and SubjectState keep in memory (see statecache.go); 0 means
 	// DefaultStateCache, negative keeps none (every read goes to the store).
@@ -138,6 +141,7 @@ type Ledger struct {
 	latest atomic.Pointer[Checkpoint]
 
 	remoteStats remoteStats
+	role        roleState
 	states      stateCache // subjects' committed state (statecache.go)
 }
 
@@ -208,6 +212,13 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 		stopBg:  make(chan struct{}),
 		notify:  make(chan struct{}),
 		tiles:   tileCache{max: 4096},
+		role:    roleState{promote: make(chan promoteReq)},
+	}
+	if opts.Standby {
+		if opts.Remote == nil {
+			return nil, errors.New("a standby needs a remote log (Trillian)")
+		}
+		l.role.standby.Store(true)
 	}
 	seq, err := l.loadSequencer(context.Background())
 	if err != nil {
@@ -294,6 +305,10 @@ func (l *Ledger) brokenErr() error {
 func (l *Ledger) setBroken(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken == nil && errors.Is(err, ErrLeaseLost) {
+		l.broken = fmt.Errorf("%w: %w; this node stopped writing (another node may lead now): restart it to rejoin as a standby — no acknowledged entry is lost", ErrClosed, err)
+		l.opts.Logger.Error("ALARM: leader lease lost; writes stopped", "err", err)
+	}
 	if l.broken == nil && errors.Is(err, ErrRemote) {
 		l.broken = fmt.Errorf("%w: %w; the ledger accepts no more entries: once Trillian and its database are reachable again, restart the server — it catches up, and no acknowledged entry is lost", ErrClosed, err)
 		l.opts.Logger.Error("ALARM: distributed log failure; writes stopped", "err", err)

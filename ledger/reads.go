@@ -111,6 +111,16 @@ func DecodeEntry(data []byte) (*pb.Entry, error) {
 // The state is never older than the last acknowledged entry; it may be
 // shared with other callers (the ledger's state cache), so do not modify it.
 func (l *Ledger) LookupSubject(ctx context.Context, id subject.Identifier) (subjectID string, st *pb.SubjectState, found bool, err error) {
+	subjectID, st, found, err = l.lookupSubjectLocal(ctx, id)
+	if err == nil && !found && l.IsStandby() {
+		// A subject the leader created after this standby copied the
+		// table: its row is in the remote's table.
+		return l.lookupSubjectRemote(ctx, id)
+	}
+	return subjectID, st, found, err
+}
+
+func (l *Ledger) lookupSubjectLocal(ctx context.Context, id subject.Identifier) (subjectID string, st *pb.SubjectState, found bool, err error) {
 	if l.stateCacheMax() > 0 {
 		return l.lookupSubjectCached(ctx, id)
 	}
@@ -183,6 +193,9 @@ func readSubject(tx storage.ReadTx, subjectID string) (*pb.SubjectState, error) 
 func (l *Ledger) RevealSubject(ctx context.Context, id subject.Identifier) (subjectID string, salt, commitment []byte, err error) {
 	err = l.store.View(ctx, func(tx storage.ReadTx) error {
 		raw, err := tx.Get(tableKey(subject.TableKey(l.keys.SubjectKey, id)))
+		if errors.Is(err, storage.ErrNotFound) && l.IsStandby() {
+			raw, err = l.remoteRow(ctx, id)
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("%w: the ledger knows no such subject (never recorded, or erased)", ErrNotFound)
 		}
@@ -319,4 +332,43 @@ func (l *Ledger) Ref(ctx context.Context, index uint64) (*pb.EntryRef, error) {
 		return nil, err
 	}
 	return entryRef(e, data), nil
+}
+
+// remoteRow reads a subject's row from the remote's table (a standby's
+// lookup of a subject created after it copied the table), or an error
+// wrapping storage.ErrNotFound.
+func (l *Ledger) remoteRow(ctx context.Context, id subject.Identifier) ([]byte, error) {
+	raw, ok, err := l.opts.Remote.Subject(ctx, tableKey(subject.TableKey(l.keys.SubjectKey, id))[1:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: read the subject table: %v", ErrRemote, err)
+	}
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	if len(raw) <= 32 {
+		return nil, fmt.Errorf("subject table row is malformed")
+	}
+	return raw, nil
+}
+
+func (l *Ledger) lookupSubjectRemote(ctx context.Context, id subject.Identifier) (string, *pb.SubjectState, bool, error) {
+	raw, err := l.remoteRow(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	sid := string(raw[32:])
+	st, err := l.SubjectState(ctx, sid)
+	if errors.Is(err, ErrNotFound) {
+		return sid, nil, true, nil // the leader's entry has not reached this standby yet
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	if st.GetErased() {
+		return "", nil, false, nil
+	}
+	return sid, st, true, nil
 }

@@ -76,7 +76,11 @@ func (l *Ledger) commitRemote(b *batch) ([][]byte, error) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+	deadline, err := l.writeDeadline()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if len(puts) > 0 {
 		if err := l.opts.Remote.PutSubjects(ctx, puts); err != nil {
@@ -352,7 +356,11 @@ func (l *Ledger) syncCheckpoints(ctx context.Context) error {
 	}
 	var latest []byte
 	var writes []kv
+	local := l.Size()
 	err = l.opts.Remote.Checkpoints(ctx, after, func(size uint64, note []byte) error {
+		if size > local {
+			return errStopScan // signed for entries this node has not applied yet
+		}
 		c, err := l.parseCheckpoint(note)
 		if err != nil {
 			return fmt.Errorf("checkpoint of size %d in the database: %w", size, err)
@@ -372,7 +380,7 @@ func (l *Ledger) syncCheckpoints(ctx context.Context) error {
 		latest = c.Note
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopScan) {
 		return fmt.Errorf("%w: copy signed checkpoints: %v", ErrRemote, err)
 	}
 	if latest == nil {
@@ -458,4 +466,19 @@ func (l *Ledger) storeRemoteCheckpoint(ctx context.Context, latest *Checkpoint, 
 		return nil, fmt.Errorf("%w: the database holds a different checkpoint of size %d", ErrRemote, v.size)
 	}
 	return stored, nil
+}
+
+// adoptCheckpoints is a standby's SignCheckpoint: it copies the
+// checkpoints the leader signed (for sizes this node has applied) and
+// returns the latest.
+func (l *Ledger) adoptCheckpoints(ctx context.Context) (*Checkpoint, error) {
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	if err := l.syncCheckpoints(ctx); err != nil {
+		return l.latest.Load(), err
+	}
+	if err := l.loadLatestCheckpoint(ctx); err != nil {
+		return l.latest.Load(), err
+	}
+	return l.latest.Load(), nil
 }

@@ -94,6 +94,13 @@ func (m *memRemote) DeleteSubjects(_ context.Context, keys [][]byte) error {
 	return nil
 }
 
+func (m *memRemote) Subject(_ context.Context, key []byte) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.subjects[string(key)]
+	return v, ok, nil
+}
+
 func (m *memRemote) Subjects(_ context.Context, fn func(SubjectRow) error) error {
 	m.mu.Lock()
 	rows := make([]SubjectRow, 0, len(m.subjects))

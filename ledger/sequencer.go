@@ -38,19 +38,21 @@ type sequencer struct {
 	open      *batch
 	carry     *pending // did not fit in the open batch
 	lastBatch int      // appends in the last batch cut
+	promoting *promoteReq
 }
 
 // batch is what the committer writes and then acknowledges.
 type batch struct {
-	no        uint64
-	writes    []kv
-	view      *treeView
-	completed []*tile
-	acks      []ack
-	entries   int
-	bytes     int
-	erased    [][]byte // subject rows to delete from the remote once committed
-	durable   bool     // the remote accepted it (or there is none and the ledger is healthy)
+	no         uint64
+	writes     []kv
+	view       *treeView
+	completed  []*tile
+	acks       []ack
+	entries    int
+	bytes      int
+	erased     [][]byte // subject rows to delete from the remote once committed
+	durable    bool     // the remote accepted it (or there is none and the ledger is healthy)
+	replicated bool     // a standby's batch: entries read from the remote, not to be sent back
 }
 
 type ack struct {
@@ -71,7 +73,14 @@ func (a ack) answer() {
 
 func (s *sequencer) run() {
 	defer close(s.l.seqDone)
+	follow := time.NewTicker(followInterval)
+	defer follow.Stop()
 	for draining := false; ; {
+		if req := s.promoting; req != nil {
+			s.promoting = nil
+			req.done <- s.promote(*req)
+			continue
+		}
 		// Reads go through one read transaction for many batches (opening
 		// one per batch would wait for the commit in flight). Values written
 		// by batches committed after it opened stay in the overlay, so the
@@ -97,9 +106,23 @@ func (s *sequencer) run() {
 						finished = true
 						return nil
 					}
-					ready = nil
+					if s.open.entries == 0 {
+						ready = nil
+					}
+				}
+				var followC <-chan time.Time
+				var promoteC chan promoteReq
+				if s.l.role.standby.Load() && s.l.opts.Remote != nil && s.l.brokenErr() == nil {
+					followC, promoteC = follow.C, s.l.role.promote
 				}
 				select {
+				case <-followC:
+					if err := s.follow(context.Background()); err != nil {
+						return err
+					}
+				case req := <-promoteC:
+					s.promoting = &req
+					return nil
 				case p, ok := <-queue:
 					if !ok {
 						draining = true
@@ -525,7 +548,9 @@ func (l *Ledger) commitLoop() {
 			l.finish(b)
 			continue
 		}
-		if l.brokenErr() == nil {
+		if b.replicated {
+			b.durable = l.brokenErr() == nil
+		} else if l.brokenErr() == nil {
 			b.durable = true
 			if len(b.writes) > 0 {
 				var err error
@@ -551,7 +576,7 @@ func (l *Ledger) finish(b *batch) {
 	if l.opts.Remote == nil {
 		b.durable = l.brokenErr() == nil
 	}
-	if err := l.brokenErr(); err != nil && !errors.Is(err, ErrRemote) {
+	if err := l.brokenErr(); err != nil && !errors.Is(err, ErrRemote) && !errors.Is(err, ErrLeaseLost) {
 		b.durable = false
 	}
 	if b.durable && len(b.writes) > 0 {

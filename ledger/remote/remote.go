@@ -36,6 +36,8 @@ type Log interface {
 	PutSubjects(ctx context.Context, rows []SubjectRow) error
 	// DeleteSubjects deletes subject-table rows; absent keys are no error.
 	DeleteSubjects(ctx context.Context, keys [][]byte) error
+	// Subject returns the subject-table row at key, if there is one.
+	Subject(ctx context.Context, key []byte) (value []byte, ok bool, err error)
 	// Subjects calls fn for every subject-table row.
 	Subjects(ctx context.Context, fn func(SubjectRow) error) error
 	// PutCheckpoint stores the signed checkpoint of size unless one of that

@@ -3,6 +3,7 @@ package trillianlog
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -108,6 +109,19 @@ func (l *Log) DeleteSubjects(ctx context.Context, keys [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// Subject returns the subject-table row at key.
+func (l *Log) Subject(ctx context.Context, key []byte) ([]byte, bool, error) {
+	var v []byte
+	err := l.db.QueryRowContext(ctx, "SELECT row_value FROM consentledger_subjects WHERE tree_id = ? AND table_key = ?", l.cfg.Tree, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read the subject table in %s: %w", redact(l.cfg.SQL), err)
+	}
+	return v, true, nil
 }
 
 // Subjects calls fn for every subject-table row of the tree.

@@ -1,0 +1,112 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consentledger/ledger/storage/memstore"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+)
+
+// TestStandbyFollowsAndTakesOver: a standby on the same remote refuses
+// writes naming the leader, follows the leader's entries, state, subjects
+// and checkpoints, and after Promote continues the log; an opt-out the old
+// leader acknowledged is honoured by the new one.
+func TestStandbyFollowsAndTakesOver(t *testing.T) {
+	ctx := context.Background()
+	rem := newMemRemote()
+	keys, _, err := NewKeys("test.example/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	standby, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Close()
+	standby.SetLeaderURL("https://node-a.example")
+	var nl *NotLeaderError
+	if _, err := standby.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)}); !errors.As(err, &nl) || nl.Leader != "https://node-a.example" {
+		t.Fatalf("append on a standby: %v, want a NotLeaderError naming the leader", err)
+	}
+	// Entries, a new subject and an opt-out reach the standby.
+	g := mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_WHATSAPP, "marketing"), Subject: phone(3)})
+	out := mustAppend(t, leader, &Request{Entry: withdraw(pb.Channel_CHANNEL_WHATSAPP, "marketing"), Subject: phone(3)})
+	c, err := leader.SignCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the standby follows the leader", func() bool { return standby.Size() == leader.Size() })
+	if !bytes.Equal(standby.Root(), leader.Root()) {
+		t.Fatalf("standby root %x, leader %x", standby.Root(), leader.Root())
+	}
+	sid, st, found, err := standby.LookupSubject(ctx, *phone(3))
+	if err != nil || !found || sid != g.SubjectID || !sameRef(st.GetHead(), out.Ref()) {
+		t.Fatalf("standby lookup of a subject created after it started: %s %v %v %v", sid, st, found, err)
+	}
+	sc, err := standby.SignCheckpoint(ctx)
+	if err != nil || sc.Size != c.Size || !bytes.Equal(sc.Note, c.Note) {
+		t.Fatalf("standby checkpoint = %+v, %v; want the leader's of size %d", sc, err, c.Size)
+	}
+	size := leader.Size()
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Takeover.
+	if err := standby.Promote(ctx, func() time.Time { return time.Now().Add(time.Minute) }); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if standby.IsStandby() || standby.Takeovers() != 1 {
+		t.Fatalf("after Promote: standby %v, takeovers %d", standby.IsStandby(), standby.Takeovers())
+	}
+	d := mustAppend(t, standby, &Request{Entry: decision(pb.Channel_CHANNEL_WHATSAPP, "marketing", false), Subject: phone(3)})
+	if d.Index != size {
+		t.Errorf("first index of the new leader = %d, want %d", d.Index, size)
+	}
+	data, _ := standby.Entry(ctx, d.Index)
+	e, _ := DecodeEntry(data)
+	if e.ConsentHeadIndex == nil || *e.ConsentHeadIndex != out.Index {
+		t.Errorf("the new leader's decision relies on consent head %v, want the acknowledged opt-out %d", e.ConsentHeadIndex, out.Index)
+	}
+	if _, err := standby.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)}); err != nil {
+		t.Errorf("the new leader resolves a subject the old one created: %v", err)
+	}
+	if c2, err := standby.SignCheckpoint(ctx); err != nil || c2.Size != standby.Size() {
+		t.Errorf("the new leader signs: %+v, %v", c2, err)
+	}
+	checkChains(t, standby)
+}
+
+// TestLeaseFence: a leader whose lease is about to end sends nothing to
+// the remote and stops writing.
+func TestLeaseFence(t *testing.T) {
+	ctx := context.Background()
+	rem := newMemRemote()
+	l, _, _ := newTestLedger(t, Options{Remote: rem, Standby: true})
+	end := time.Now().Add(time.Minute)
+	until := func() time.Time { return end }
+	if err := l.Promote(ctx, until); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	end = time.Now().Add(50 * time.Millisecond)
+	_, err := l.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	if !errors.Is(err, ErrLeaseLost) || !errors.Is(err, ErrClosed) {
+		t.Fatalf("append with 50 ms of lease left: %v, want ErrLeaseLost", err)
+	}
+	rem.mu.Lock()
+	n := len(rem.leaves)
+	rem.mu.Unlock()
+	if n != 1 {
+		t.Errorf("the remote holds %d leaves, want 1: a write went out past the fence", n)
+	}
+}
