@@ -25,6 +25,19 @@
 // fatal error here (never a retry at another index); leaves are committed
 // before they are integrated by trillian_log_signer, and GetLeavesByRange
 // returns nothing from the integrated size on.
+//
+// Standby nodes share one tree; only the holder of the leader lease writes.
+// The lease is a row in the SQL table consentledger_lease (Lease), timed by
+// the database's clock and changed only by conditional UPDATEs, so the
+// database alone decides who holds it. Trillian's index refusal is not a
+// fence: a stale writer's AddSequencedLeaves commits the leaves that do not
+// conflict, so its batch half-commits and breaks the hash chain. The fence is
+// time instead: a leader gives each write a deadline before its lease ends
+// minus a margin (Lease.Deadline) and stops when it cannot renew, and a new
+// leader waits the lease's length plus that write deadline plus a margin,
+// counted from the previous lease's expiry, before its first write
+// (AcquireResult.FenceUntil). A node whose clock differs from the database's
+// by more than a bound does not take the lease.
 package trillianlog
 
 import (
@@ -90,6 +103,7 @@ var schema = []string{
 		note BLOB NOT NULL,
 		PRIMARY KEY (tree_id, size)
 	)`,
+	leaseSchema,
 }
 
 // Open connects to Trillian and the database, and checks that both answer,
@@ -110,6 +124,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("the database %s lacks consentledger's tables (%v): run consentledger trillian init first", redact(cfg.SQL), err)
+	}
+	// Trees initialised before standby nodes have no lease table yet.
+	if _, err := l.db.ExecContext(ctx, leaseSchema); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("create the table consentledger_lease in %s (does the --sql user have the CREATE privilege?): %w", redact(cfg.SQL), err)
 	}
 	if _, _, err := l.Integrated(ctx); err != nil {
 		l.Close()
