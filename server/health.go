@@ -37,6 +37,9 @@ func (h healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) 
 	switch {
 	case h.l.Failure() != nil:
 		resp.Status = grpchealth.StatusNotServing
+	case h.l.IsStandby() && req.Service == consentledgerv1connect.SendServiceName:
+		// Only the leader decides sends: a load balancer routes them there.
+		resp.Status = grpchealth.StatusNotServing
 	case h.l.Space().Low && writeServices[req.Service]:
 		resp.Status = grpchealth.StatusNotServing
 	}

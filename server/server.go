@@ -45,13 +45,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		reserve = -1
 	}
 	lopts := ledger.Options{Origin: cfg.Origin, Logger: log, Now: cfg.Now, DiskReserve: reserve}
+	var nd *node
+	var remote *trillianlog.Log
+	defer func() {
+		if nd != nil {
+			nd.release() // after the ledger closed: its last write returned
+		}
+	}()
 	if cfg.Storage.Enabled() {
-		remote, err := trillianlog.Open(ctx, trillianlog.Config{Trillian: cfg.Storage.Trillian, Tree: cfg.Storage.Tree, SQL: cfg.Storage.SQL})
+		remote, err = trillianlog.Open(ctx, trillianlog.Config{Trillian: cfg.Storage.Trillian, Tree: cfg.Storage.Tree, SQL: cfg.Storage.SQL})
 		if err != nil {
 			return fmt.Errorf("storage on Trillian: %w", err)
 		}
 		defer remote.Close()
 		lopts.Remote = remote
+		lopts.Standby = true // every node starts as a standby and takes the lease (node.go)
 		log.Info("log on Trillian", "trillian", cfg.Storage.Trillian, "tree", cfg.Storage.Tree)
 	}
 	l, err := ledger.Open(cfg.DataDir, lopts)
@@ -63,6 +71,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 			log.Error("close ledger", "err", err)
 		}
 	}()
+	if remote != nil {
+		advertise := cfg.Advertise
+		if advertise == "" {
+			advertise = "http://" + cfg.Addr
+		}
+		nd = newNode(l, remote, advertise, log)
+		nd.step(ctx) // a lone node (or the first) leads before it publishes policies
+		nodeCtx, stopNode := context.WithCancel(ctx)
+		nodeDone := make(chan struct{})
+		go func() { defer close(nodeDone); nd.run(nodeCtx) }()
+		defer func() { stopNode(); <-nodeDone }()
+	}
 	wit, stopWitnesses, err := startWitnesses(ctx, cfg, l, log)
 	if err != nil {
 		return err
@@ -78,7 +98,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	if cfg.PoliciesDir != "" {
+	if cfg.PoliciesDir != "" && l.IsStandby() {
+		log.Info("standby: the leader publishes policies; not publishing " + cfg.PoliciesDir)
+	} else if cfg.PoliciesDir != "" {
 		files, err := policies.LoadDir(cfg.PoliciesDir)
 		if err != nil {
 			return fmt.Errorf("policies: %w", err)

@@ -182,7 +182,9 @@ func (r AcquireResult) HadPrevious() bool { return r.Acquired && r.Previous.Term
 // LocalNow is taken after the database's answer arrived, so the result errs
 // late, never early.
 func (r AcquireResult) FenceUntil(writeTimeout, margin time.Duration) time.Time {
-	if !r.HadPrevious() {
+	if !r.HadPrevious() || r.Previous.Node == "" {
+		// No previous holder, or one that released the lease after its
+		// last write returned (Release clears the holder): no fence.
 		return r.LocalNow
 	}
 	wait := r.Previous.Expires.Add(r.TTL + writeTimeout + margin).Sub(r.DBNow)
@@ -371,8 +373,10 @@ func (s *Lease) Release(ctx context.Context) error {
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
+	// The holder is cleared too: a released lease needs no fence (the
+	// node's last write returned before it released), see FenceUntil.
 	_, err := s.db.ExecContext(ctx, `UPDATE consentledger_lease
-		SET expires_at = LEAST(expires_at, UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND)
+		SET expires_at = LEAST(expires_at, UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND), holder = '', url = ''
 		WHERE tree_id = ? AND holder = ? AND term = ?`, s.tree, s.node, term)
 	if err != nil {
 		return fmt.Errorf("release the leader lease (it expires by itself after %v): %w", s.ttl, err)

@@ -196,8 +196,11 @@ func TestLeaseRelease(t *testing.T) {
 		t.Errorf("Deadline after Release = %v, want zero", d)
 	}
 	rb := acquire(t, b)
-	if !rb.Acquired || rb.Term != 2 || rb.Previous.Node != "a" {
-		t.Fatalf("TryAcquire right after Release = %+v; want acquired, term 2, previous a", rb)
+	if !rb.Acquired || rb.Term != 2 || rb.Previous.Term != 1 || rb.Previous.Node != "" {
+		t.Fatalf("TryAcquire right after Release = %+v; want acquired, term 2, previous term 1 released (holder cleared)", rb)
+	}
+	if f := rb.FenceUntil(time.Second, time.Second); !f.Equal(rb.LocalNow) {
+		t.Errorf("fence after a clean release = %v, want none (%v): the released node's last write had returned", f, rb.LocalNow)
 	}
 	if took := time.Since(released); took > leaseTTL/2 {
 		t.Errorf("the handover took %v; want well under the TTL %v", took, leaseTTL)
@@ -279,7 +282,7 @@ func TestLeaseClockSkew(t *testing.T) {
 		if r, err := skewed.TryAcquire(ctx); !errors.Is(err, trillianlog.ErrClockSkew) || r.Acquired {
 			t.Fatalf("clock %v off, lease free: TryAcquire = %+v, %v; want refused", off, r, err)
 		}
-		if hh, err := h.Holder(ctx); err != nil || hh.Node != "h" || !hh.Expired() {
+		if hh, err := h.Holder(ctx); err != nil || hh.Node != "" || hh.Term != hTerm || !hh.Expired() {
 			t.Fatalf("after the skewed node's attempt: %+v, %v; want h's released lease untouched", hh, err)
 		}
 		r = acquire(t, h)

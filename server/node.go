@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/consentledger/consentledger/ledger"
+	"github.com/consentledger/consentledger/ledger/trillianlog"
+)
+
+// Standby nodes on Trillian: every node starts as a standby and tries to
+// take the tree's leader lease (a row in the SQL database, timed by the
+// database's clock). The node that holds it is the leader: it waits out
+// the previous leader's fence, catches up to every committed leaf and
+// sequences; it renews the lease about every second and, when a renewal
+// fails, stops writing at once (and must be restarted to rejoin as a
+// standby). The others follow the log and answer writes with the leader's
+// URL.
+
+// leaseTick is how often the lease is renewed or tried.
+const leaseTick = time.Second
+
+// fenceMargin is added to the new leader's wait before its first write.
+const fenceMargin = 500 * time.Millisecond
+
+// node runs the lease loop of one consentledger serve on Trillian.
+type node struct {
+	l     *ledger.Ledger
+	lease *trillianlog.Lease
+	url   string
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	holder    trillianlog.Holder
+	leader    atomic.Bool
+	lastError atomic.Pointer[string]
+}
+
+// nodeName names this process in the lease row.
+func nodeName(advertise string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), advertise)
+}
+
+func newNode(l *ledger.Ledger, remote *trillianlog.Log, advertise string, log *slog.Logger) *node {
+	return &node{l: l, url: advertise, log: log,
+		lease: remote.Lease(nodeName(advertise), advertise, trillianlog.LeaseOptions{})}
+}
+
+// writeTimeout is the longest one remote write of the leader may take: its
+// deadline is the lease's Deadline, at most TTL − TTL/3 after a renewal.
+func (n *node) writeTimeout() time.Duration { return n.lease.TTL() }
+
+// run keeps the lease until ctx ends; it releases it on the way out.
+func (n *node) run(ctx context.Context) {
+	t := time.NewTicker(leaseTick)
+	defer t.Stop()
+	for {
+		n.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// release hands the lease over on a clean shutdown (after the ledger
+// closed, so its last write has returned).
+func (n *node) release() {
+	if !n.leader.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.lease.Release(ctx); err != nil {
+		n.log.Warn("release the leader lease", "err", err)
+	}
+}
+
+func (n *node) step(ctx context.Context) {
+	if n.l.Failure() != nil {
+		return // stopped writing: restart to rejoin
+	}
+	if n.leader.Load() {
+		if _, err := n.lease.Renew(ctx); err != nil {
+			n.leader.Store(false)
+			n.log.Error("ALARM: the leader lease could not be renewed; this node stops writing (restart it to rejoin as a standby)", "err", err)
+			n.l.Demote(err)
+		}
+		return
+	}
+	res, err := n.lease.TryAcquire(ctx)
+	n.mu.Lock()
+	n.holder = res.Holder
+	n.mu.Unlock()
+	if err != nil {
+		msg := err.Error()
+		n.lastError.Store(&msg)
+		if errors.Is(err, trillianlog.ErrClockSkew) {
+			n.log.Error("this node does not take the leader lease: its clock differs from the database's", "err", err)
+		} else {
+			n.log.Warn("leader lease", "err", err)
+		}
+		return
+	}
+	if !res.Acquired {
+		n.l.SetLeaderURL(res.Holder.URL)
+		return
+	}
+	fence := res.FenceUntil(n.writeTimeout(), fenceMargin)
+	n.log.Info("took the leader lease; waiting out the previous leader's fence", "term", res.Term, "wait", time.Until(fence).Round(time.Millisecond))
+	for time.Now().Before(fence) {
+		if _, err := n.lease.Renew(ctx); err != nil {
+			n.log.Warn("lost the leader lease while fencing", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Until(fence), leaseTick/2)):
+		}
+	}
+	if _, err := n.lease.Renew(ctx); err != nil {
+		n.log.Warn("lost the leader lease while fencing", "err", err)
+		return
+	}
+	if err := n.l.Promote(ctx, n.lease.Deadline); err != nil {
+		n.log.Error("take over as leader", "err", err)
+		n.l.Demote(err)
+		return
+	}
+	n.leader.Store(true)
+	n.l.SetLeaderURL(n.url)
+	n.log.Info("this node is the leader", "term", res.Term, "size", n.l.Size())
+}
+
+// Holder returns the lease holder last seen.
+func (n *node) Holder() trillianlog.Holder {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.holder
+}
