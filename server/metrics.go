@@ -145,3 +145,34 @@ func (i metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 		return err
 	}
 }
+
+// node registers the standby-node gauges: role, lease holder, replication
+// lag and takeovers.
+func (m *metrics) node(n *node) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_leader", Help: "1 on the leader (holds the lease and writes), 0 on a standby."},
+			func() float64 { return b2f(n.leader.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_takeovers_total", Help: "Times this node became the leader."},
+			func() float64 { return float64(n.l.Takeovers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_entries", Help: "Entries Trillian has integrated that this node has not applied yet."},
+			func() float64 { return float64(n.lagEntries()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_seconds", Help: "How long this node has been behind Trillian's integrated size (0 when caught up)."},
+			func() float64 { return n.lagSeconds() }),
+	)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_lease_term", Help: "Term of the leader lease last seen (the holder is in consentledger_lease_holder_info)."},
+		func() float64 { return float64(n.Holder().Term) }))
+	m.reg.MustRegister(&holderCollector{n: n, desc: prometheus.NewDesc("consentledger_lease_holder_info", "The leader lease's holder as last seen (value 1).", []string{"node", "url"}, nil)})
+}
+
+// holderCollector exports the lease holder as labels.
+type holderCollector struct {
+	n    *node
+	desc *prometheus.Desc
+}
+
+func (c *holderCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *holderCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.n.Holder()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, h.Node, h.URL)
+}

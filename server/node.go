@@ -36,8 +36,10 @@ type node struct {
 	url   string
 	log   *slog.Logger
 
+	remote    *trillianlog.Log
 	mu        sync.Mutex
 	holder    trillianlog.Holder
+	behind    time.Time // since when the node is behind Trillian (zero: caught up)
 	leader    atomic.Bool
 	lastError atomic.Pointer[string]
 }
@@ -49,7 +51,7 @@ func nodeName(advertise string) string {
 }
 
 func newNode(l *ledger.Ledger, remote *trillianlog.Log, advertise string, log *slog.Logger) *node {
-	return &node{l: l, url: advertise, log: log,
+	return &node{l: l, url: advertise, log: log, remote: remote,
 		lease: remote.Lease(nodeName(advertise), advertise, trillianlog.LeaseOptions{})}
 }
 
@@ -146,4 +148,34 @@ func (n *node) Holder() trillianlog.Holder {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.holder
+}
+
+// lagEntries is how many entries Trillian has integrated beyond this
+// node's log (0 when it cannot be read).
+func (n *node) lagEntries() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	size, _, err := n.remote.Integrated(ctx)
+	local := n.l.Size()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil || size <= local {
+		n.behind = time.Time{}
+		return 0
+	}
+	if n.behind.IsZero() {
+		n.behind = time.Now()
+	}
+	return size - local
+}
+
+// lagSeconds is how long the node has been behind, as of the last
+// lagEntries.
+func (n *node) lagSeconds() float64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.behind.IsZero() {
+		return 0
+	}
+	return time.Since(n.behind).Seconds()
 }

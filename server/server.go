@@ -89,6 +89,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	defer stopWitnesses()
 	m := newMetrics(l, log)
+	if nd != nil {
+		m.node(nd)
+	}
 	// Witness timestamps are on the witnesses' clocks: ages use the real one.
 	m.witnesses(wit, nil)
 	svc, err := rpc.New(ctx, rpc.Options{Ledger: l, Logger: log, OnDecision: m.decision, Now: cfg.Now, DataDir: cfg.DataDir,

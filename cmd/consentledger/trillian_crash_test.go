@@ -63,7 +63,12 @@ func freeAddr(t *testing.T) string {
 // waits until it answers.
 func startNode(t *testing.T, bin, data string, flags ...string) *node {
 	t.Helper()
-	addr := freeAddr(t)
+	return startNodeAt(t, bin, data, freeAddr(t), flags...)
+}
+
+// startNodeAt is startNode on the given address.
+func startNodeAt(t *testing.T, bin, data, addr string, flags ...string) *node {
+	t.Helper()
 	args := append([]string{"serve", "--data", data, "--addr", addr, "--policies", "../../policies"}, flags...)
 	n := &node{cmd: exec.Command(bin, args...), url: "http://" + addr, logs: new(bytes.Buffer), done: make(chan struct{})}
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
@@ -118,8 +123,9 @@ func tail(s string, n int) string {
 
 // acked is one acknowledged write and how to repeat it.
 type acked struct {
-	index uint64
-	leaf  []byte
+	index    uint64
+	leaf     []byte
+	decision bool
 	retry func(ctx context.Context, c *client.Client) (*pb.EntryRef, error)
 }
 
@@ -228,6 +234,12 @@ func TestTrillianKillAndRebuild(t *testing.T) {
 		copyFile(t, filepath.Join(orig, f), filepath.Join(empty, f))
 	}
 	n2 := startNode(t, cl, empty, storage...)
+	// It leads once the killed node's lease expired and its fence passed.
+	for deadline := time.Now().Add(30 * time.Second); !sendServing(n2.url); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted node did not take the leader lease within 30 s")
+		}
+	}
 	c2, err := client.New(n2.url, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -449,5 +461,18 @@ func crossCheckTlog(t *testing.T, c *client.Client, bundlePath string) {
 		if !bytes.Equal(p[i][:], b.Decision.InclusionProof[i]) {
 			t.Fatalf("inclusion proof hash %d differs from tlog's", i)
 		}
+	}
+}
+
+// runOut runs bin and returns its combined output.
+func runOut(bin string, args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
