@@ -272,8 +272,9 @@ func standbyEvidence(t *testing.T, cl, cv, url, keyDir string, mu *sync.Mutex, a
 	var decision uint64
 	found := false
 	for _, a := range acks {
-		if a.decision {
+		if a.decision { // the first: covered by a checkpoint the leader signed
 			decision, found = a.index, true
+			break
 		}
 	}
 	mu.Unlock()
