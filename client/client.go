@@ -1,7 +1,8 @@
 // Package client is the Go client of a consentledger server: the five
 // Connect services over one HTTP/2-capable connection, with the bearer
 // token of README.md: The API, plus the operations the CLI offers on top of them
-// (evidence bundles, exports, the load generator).
+// (evidence bundles, exports, the load generator). Writes refused by a
+// standby node follow its leader hint to the leader (follow.go).
 package client
 
 import (
