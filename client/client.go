@@ -1,7 +1,8 @@
 // Package client is the Go client of a consentledger server: the five
 // Connect services over one HTTP/2-capable connection, with the bearer
 // token of README.md: The API, plus the operations the CLI offers on top of them
-// (evidence bundles, exports, the load generator).
+// (evidence bundles, exports, the load generator). Writes refused by a
+// standby node follow its leader hint to the leader (follow.go).
 package client
 
 import (
@@ -48,28 +49,17 @@ type Options struct {
 }
 
 // New returns a client of the server at serverURL ("http://host:port" or
-// "https://…").
+// "https://…"). Its unary calls follow a standby's leader hint once (see
+// LeaderHint): writes sent to a standby land on the leader.
 func New(serverURL string, opts Options) (*Client, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q must look like http://127.0.0.1:7420", serverURL)
 	}
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-		MaxConnsPerHost:     opts.MaxConns,
-		MaxIdleConnsPerHost: 256,
-	}
-	tr.Protocols = new(http.Protocols)
-	tr.Protocols.SetHTTP1(true)
-	if u.Scheme == "http" {
-		tr.Protocols.SetUnencryptedHTTP2(true)
-	} else {
-		tr.Protocols.SetHTTP2(true)
-	}
-	hc := &http.Client{Transport: tr}
+	rt := &routeTransport{basePath: strings.TrimSuffix(u.Path, "/"), opts: opts, byScheme: map[string]*http.Transport{}}
+	hc := &http.Client{Transport: rt}
 	base := strings.TrimSuffix(serverURL, "/")
-	var co []connect.ClientOption
+	co := []connect.ClientOption{connect.WithInterceptors(followLeader{scheme: u.Scheme})}
 	if opts.Token != "" {
 		co = append(co, connect.WithInterceptors(bearer(opts.Token)))
 	}
@@ -88,6 +78,25 @@ func New(serverURL string, opts Options) (*Client, error) {
 		HTTP:    hc,
 		URL:     base,
 	}, nil
+}
+
+// newTransport returns the HTTP transport New uses for URLs of scheme:
+// HTTP/2 cleartext for http, HTTP/2 over TLS for https.
+func newTransport(scheme string, opts Options) *http.Transport {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		MaxConnsPerHost:     opts.MaxConns,
+		MaxIdleConnsPerHost: 256,
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
+	if scheme == "http" {
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	} else {
+		tr.Protocols.SetHTTP2(true)
+	}
+	return tr
 }
 
 type bearerInterceptor struct{ header string }

@@ -281,6 +281,9 @@ const (
 )
 
 func (h *breachHandler) ListBreaches(ctx context.Context, r *connect.Request[pb.ListBreachesRequest]) (*connect.Response[pb.ListBreachesResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	size := int(r.Msg.PageSize)
 	if size == 0 {
 		size = defaultBreachPage

@@ -24,7 +24,7 @@ type consentHandler struct {
 func (s *Service) appendFor(ctx context.Context, id *subject.Identifier, key string, req proto.Message, e *pb.Entry) (ledger.Receipt, error) {
 	e.Actor, e.IdempotencyKey = PrincipalFrom(ctx).Name, key
 	fp := s.fingerprint(key, req)
-	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Subject: id, Fingerprint: fp})
+	rcpt, err := s.appendOne(ctx, &ledger.Request{Entry: e, Subject: id, Fingerprint: fp})
 	return rcpt, toConnect(err)
 }
 
@@ -144,6 +144,9 @@ func (h *consentHandler) RecordOptOut(ctx context.Context, r *connect.Request[pb
 }
 
 func (h *consentHandler) GetConsent(ctx context.Context, r *connect.Request[pb.GetConsentRequest]) (*connect.Response[pb.GetConsentResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	id, err := checkSubject(r.Msg.Subject)
 	if err != nil {
 		return nil, err

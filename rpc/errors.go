@@ -30,6 +30,8 @@ func toConnect(err error) error {
 	var cpe *policies.CompileError
 	var tf *policies.TestFailure
 	switch {
+	case errors.Is(err, ledger.ErrNotLeader):
+		return notLeader(err)
 	case errors.As(err, &fe):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.As(err, &cpe):

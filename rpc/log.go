@@ -50,6 +50,9 @@ type logHandler struct {
 }
 
 func (h *logHandler) GetCheckpoint(ctx context.Context, r *connect.Request[pb.GetCheckpointRequest]) (*connect.Response[pb.GetCheckpointResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	var c *ledger.Checkpoint
 	var err error
 	switch {
@@ -76,6 +79,9 @@ func LogEntryOf(index uint64, data []byte) *pb.LogEntry {
 }
 
 func (h *logHandler) GetEntries(ctx context.Context, r *connect.Request[pb.GetEntriesRequest]) (*connect.Response[pb.GetEntriesResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	count := int(r.Msg.Count)
 	if count == 0 {
 		count = 100
@@ -103,6 +109,9 @@ func (s *Service) proofSize(size uint64) uint64 {
 }
 
 func (h *logHandler) GetInclusionProof(ctx context.Context, r *connect.Request[pb.GetInclusionProofRequest]) (*connect.Response[pb.GetInclusionProofResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	size := h.s.proofSize(r.Msg.Size)
 	if r.Msg.Size == 0 && r.Msg.Index >= size && r.Msg.Index < h.s.l.Size() {
 		// The entry is newer than the latest checkpoint: sign one that covers it.
@@ -124,6 +133,9 @@ func (h *logHandler) GetInclusionProof(ctx context.Context, r *connect.Request[p
 }
 
 func (h *logHandler) GetConsistencyProof(ctx context.Context, r *connect.Request[pb.GetConsistencyProofRequest]) (*connect.Response[pb.GetConsistencyProofResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	size2 := h.s.proofSize(r.Msg.Size2)
 	p, err := h.s.l.ConsistencyProof(ctx, r.Msg.Size1, size2)
 	if err != nil {
@@ -133,6 +145,9 @@ func (h *logHandler) GetConsistencyProof(ctx context.Context, r *connect.Request
 }
 
 func (h *logHandler) GetEvidence(ctx context.Context, r *connect.Request[pb.GetEvidenceRequest]) (*connect.Response[pb.GetEvidenceResponse], error) {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return nil, err
+	}
 	b, err := EvidenceAt(ctx, h.s.l, r.Msg.DecisionIndex, r.Msg.Size)
 	if err != nil {
 		return nil, toConnect(err)
@@ -141,6 +156,9 @@ func (h *logHandler) GetEvidence(ctx context.Context, r *connect.Request[pb.GetE
 }
 
 func (h *logHandler) WatchEntries(ctx context.Context, r *connect.Request[pb.WatchEntriesRequest], stream *connect.ServerStream[pb.WatchEntriesResponse]) error {
+	if err := h.s.waitApplied(ctx, r.Msg.MinIndex); err != nil {
+		return err
+	}
 	next := r.Msg.Start
 	for {
 		size := h.s.l.Size()

@@ -108,7 +108,7 @@ func (s *Service) decide(ctx context.Context, m *pb.DecideRequest, prefix string
 		if err := s.evaluate(ctx, c); err != nil {
 			return nil, err
 		}
-		rcpt, err := s.l.Append(ctx, c.append)
+		rcpt, err := s.appendOne(ctx, c.append)
 		if errors.Is(err, ledger.ErrStale) && attempt < maxStaleRetries {
 			if err := s.catchUp(ctx, err); err != nil {
 				return nil, toConnect(err)

@@ -90,7 +90,7 @@ func (s *Service) decideBatch(ctx context.Context, batch []*decision) ([]*pb.Dec
 		for k, i := range todo {
 			reqs[k] = batch[i].append
 		}
-		res, err := s.l.AppendBatch(ctx, reqs)
+		res, err := s.appendBatch(ctx, reqs)
 		if err != nil {
 			return nil, toConnect(err)
 		}

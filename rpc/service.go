@@ -51,6 +51,15 @@ type Options struct {
 	// RequirePublishedNotice: whether an opt-in must name a published
 	// notice; nil means true once any notice is published.
 	RequirePublishedNotice *bool
+	// MinIndexWait bounds how long a read with min_index waits for this node
+	// to apply that entry; 0 means DefaultMinIndexWait.
+	MinIndexWait time.Duration
+	// RefuseWrites, if set, is asked before every append: a non-nil error
+	// refuses the write unappended and is answered as the ledger's own
+	// refusal would be (a *ledger.NotLeaderError: unavailable with the
+	// leader's URL). On a standby the ledger refuses writes itself, so
+	// servers leave it nil; tests set it to stand in for a standby node.
+	RefuseWrites func() error
 }
 
 var errNoDataDir = errors.New("this server has no data directory to back up")
@@ -74,6 +83,9 @@ type Service struct {
 	org       Org
 
 	requirePublished *bool
+
+	minIndexWait time.Duration
+	refuseWrites func() error
 
 	publishMu sync.Mutex // publications are activated in log order
 
@@ -106,10 +118,14 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.DraftTimeout <= 0 {
 		opts.DraftTimeout = DefaultDraftTimeout
 	}
+	if opts.MinIndexWait <= 0 {
+		opts.MinIndexWait = DefaultMinIndexWait
+	}
 	s := &Service{l: opts.Ledger, now: opts.Now, log: opts.Logger, onDec: opts.OnDecision, dataDir: opts.DataDir, contact: opts.Contact,
 		witnesses: opts.Witnesses, quorum: opts.WitnessQuorum,
 		maxBackdate: opts.MaxBackdate, draftTimeout: opts.DraftTimeout, drafts: make(chan struct{}, maxDraftEvaluations),
-		org: opts.Org, requirePublished: opts.RequirePublishedNotice}
+		org: opts.Org, requirePublished: opts.RequirePublishedNotice,
+		minIndexWait: opts.MinIndexWait, refuseWrites: opts.RefuseWrites}
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
@@ -173,7 +189,7 @@ func (s *Service) publish(ctx, checkCtx context.Context, files []policies.File, 
 		IdempotencyKey: idemKey,
 		Event:          &pb.Entry_PolicyPublished{PolicyPublished: &pb.PolicyPublished{Files: pf, Digest: set.Digest(), Note: note}},
 	}
-	rcpt, err := s.l.Append(ctx, &ledger.Request{Entry: e, Fingerprint: s.fingerprint(idemKey, &pb.PublishPolicyRequest{Files: pf, Note: note})})
+	rcpt, err := s.appendOne(ctx, &ledger.Request{Entry: e, Fingerprint: s.fingerprint(idemKey, &pb.PublishPolicyRequest{Files: pf, Note: note})})
 	if err != nil {
 		return nil, "", err
 	}

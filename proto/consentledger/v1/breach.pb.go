@@ -681,7 +681,11 @@ type ListBreachesRequest struct {
 	// At most this many breaches per page; 0 means 100, the limit is 1000.
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,6 +732,13 @@ func (x *ListBreachesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListBreachesRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
 }
 
 type ListBreachesResponse struct {
@@ -1911,11 +1922,12 @@ const file_consentledger_v1_breach_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"G\n" +
 	"\x13CloseBreachResponse\x120\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"Q\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\"n\n" +
 	"\x13ListBreachesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"t\n" +
 	"\x14ListBreachesResponse\x124\n" +
 	"\bbreaches\x18\x01 \x03(\v2\x18.consentledger.v1.BreachR\bbreaches\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\b\n" +

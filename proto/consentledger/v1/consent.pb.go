@@ -617,8 +617,12 @@ func (x *HandleInboundResponse) GetReply() string {
 }
 
 type GetConsentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -658,6 +662,13 @@ func (x *GetConsentRequest) GetSubject() *Subject {
 		return x.Subject
 	}
 	return nil
+}
+
+func (x *GetConsentRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
 }
 
 type GetConsentResponse struct {
@@ -1305,9 +1316,10 @@ const file_consentledger_v1_consent_proto_rawDesc = "" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x120\n" +
 	"\x05entry\x18\x02 \x01(\v2\x1a.consentledger.v1.EntryRefR\x05entry\x12\x18\n" +
 	"\akeyword\x18\x03 \x01(\tR\akeyword\x12\x14\n" +
-	"\x05reply\x18\x04 \x01(\tR\x05reply\"H\n" +
+	"\x05reply\x18\x04 \x01(\tR\x05reply\"e\n" +
 	"\x11GetConsentRequest\x123\n" +
-	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\"\xd9\x01\n" +
+	"\asubject\x18\x01 \x01(\v2\x19.consentledger.v1.SubjectR\asubject\x12\x1b\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"\xd9\x01\n" +
 	"\x12GetConsentResponse\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12:\n" +

@@ -27,7 +27,11 @@ type GetCheckpointRequest struct {
 	// Sign a checkpoint of the current log first if it grew since the latest one.
 	Sign bool `protobuf:"varint,1,opt,name=sign,proto3" json:"sign,omitempty"`
 	// A kept checkpoint of exactly this size instead of the latest (0: latest).
-	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -72,6 +76,13 @@ func (x *GetCheckpointRequest) GetSign() bool {
 func (x *GetCheckpointRequest) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *GetCheckpointRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -427,7 +438,11 @@ type GetEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Start uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
 	// At most 1,000; 0 means 100.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +487,13 @@ func (x *GetEntriesRequest) GetStart() uint64 {
 func (x *GetEntriesRequest) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *GetEntriesRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -604,7 +626,11 @@ type GetInclusionProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// Tree size; 0 means the latest checkpoint's size.
-	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,6 +675,13 @@ func (x *GetInclusionProofRequest) GetIndex() uint64 {
 func (x *GetInclusionProofRequest) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *GetInclusionProofRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -726,7 +759,11 @@ type GetConsistencyProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Size1 uint64                 `protobuf:"varint,1,opt,name=size1,proto3" json:"size1,omitempty"`
 	// 0 means the latest checkpoint's size.
-	Size2         uint64 `protobuf:"varint,2,opt,name=size2,proto3" json:"size2,omitempty"`
+	Size2 uint64 `protobuf:"varint,2,opt,name=size2,proto3" json:"size2,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +808,13 @@ func (x *GetConsistencyProofRequest) GetSize1() uint64 {
 func (x *GetConsistencyProofRequest) GetSize2() uint64 {
 	if x != nil {
 		return x.Size2
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -840,7 +884,11 @@ type GetEvidenceRequest struct {
 	DecisionIndex uint64                 `protobuf:"varint,1,opt,name=decision_index,json=decisionIndex,proto3" json:"decision_index,omitempty"`
 	// Prove in the kept checkpoint of exactly this size (0: the latest). `consentledger evidence
 	// --witnessed` names a checkpoint its witnesses cosigned.
-	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +933,13 @@ func (x *GetEvidenceRequest) GetDecisionIndex() uint64 {
 func (x *GetEvidenceRequest) GetSize() uint64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *GetEvidenceRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -1156,8 +1211,12 @@ func (x *ProvenEntry) GetInclusionProof() [][]byte {
 }
 
 type WatchEntriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Start uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	// A standby waits (bounded) until it has applied the entry at this index, so
+	// a client reads its own writes (pass a write's entry.index); 0 means no wait.
+	// Past the bound the answer is unavailable: retry.
+	MinIndex      uint64 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1195,6 +1254,13 @@ func (*WatchEntriesRequest) Descriptor() ([]byte, []int) {
 func (x *WatchEntriesRequest) GetStart() uint64 {
 	if x != nil {
 		return x.Start
+	}
+	return 0
+}
+
+func (x *WatchEntriesRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -1418,10 +1484,11 @@ var File_consentledger_v1_log_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\x1aconsentledger/v1/log.proto\x12\x10consentledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
 	"\x14GetCheckpointRequest\x12\x12\n" +
 	"\x04sign\x18\x01 \x01(\bR\x04sign\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"\xf2\x01\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xf2\x01\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
@@ -1451,10 +1518,11 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"?\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"\\\n" +
 	"\x11GetEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"g\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"g\n" +
 	"\bLogEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12\x12\n" +
@@ -1462,25 +1530,28 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\tleaf_hash\x18\x04 \x01(\fR\bleafHash\"^\n" +
 	"\x12GetEntriesResponse\x124\n" +
 	"\aentries\x18\x01 \x03(\v2\x1a.consentledger.v1.LogEntryR\aentries\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"D\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"a\n" +
 	"\x18GetInclusionProofRequest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"x\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"x\n" +
 	"\x19GetInclusionProofResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
 	"\tleaf_hash\x18\x03 \x01(\fR\bleafHash\x12\x14\n" +
-	"\x05proof\x18\x04 \x03(\fR\x05proof\"H\n" +
+	"\x05proof\x18\x04 \x03(\fR\x05proof\"e\n" +
 	"\x1aGetConsistencyProofRequest\x12\x14\n" +
 	"\x05size1\x18\x01 \x01(\x04R\x05size1\x12\x14\n" +
-	"\x05size2\x18\x02 \x01(\x04R\x05size2\"_\n" +
+	"\x05size2\x18\x02 \x01(\x04R\x05size2\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"_\n" +
 	"\x1bGetConsistencyProofResponse\x12\x14\n" +
 	"\x05size1\x18\x01 \x01(\x04R\x05size1\x12\x14\n" +
 	"\x05size2\x18\x02 \x01(\x04R\x05size2\x12\x14\n" +
-	"\x05proof\x18\x03 \x03(\fR\x05proof\"O\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\"l\n" +
 	"\x12GetEvidenceRequest\x12%\n" +
 	"\x0edecision_index\x18\x01 \x01(\x04R\rdecisionIndex\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"O\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"O\n" +
 	"\x13GetEvidenceResponse\x128\n" +
 	"\x06bundle\x18\x01 \x01(\v2 .consentledger.v1.EvidenceBundleR\x06bundle\"\x9e\x03\n" +
 	"\x0eEvidenceBundle\x12\x1e\n" +
@@ -1501,9 +1572,10 @@ const file_consentledger_v1_log_proto_rawDesc = "" +
 	"\vProvenEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12'\n" +
-	"\x0finclusion_proof\x18\x03 \x03(\fR\x0einclusionProof\"+\n" +
+	"\x0finclusion_proof\x18\x03 \x03(\fR\x0einclusionProof\"H\n" +
 	"\x13WatchEntriesRequest\x12\x14\n" +
-	"\x05start\x18\x01 \x01(\x04R\x05start\"H\n" +
+	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x1b\n" +
+	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\"H\n" +
 	"\x14WatchEntriesResponse\x120\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1a.consentledger.v1.LogEntryR\x05entry\"/\n" +
 	"\x17GetDecisionStatsRequest\x12\x14\n" +

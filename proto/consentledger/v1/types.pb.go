@@ -301,6 +301,54 @@ func (x *EntryRef) GetRecordedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// LeaderHint is the error detail of a write refused by a standby node
+// (code unavailable): the leader's advertised URL, where writes go. The Go
+// client follows it (README.md: The API).
+type LeaderHint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leader's base URL, e.g. "https://node1.example.com:7420".
+	LeaderUrl     string `protobuf:"bytes,1,opt,name=leader_url,json=leaderUrl,proto3" json:"leader_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderHint) Reset() {
+	*x = LeaderHint{}
+	mi := &file_consentledger_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderHint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderHint) ProtoMessage() {}
+
+func (x *LeaderHint) ProtoReflect() protoreflect.Message {
+	mi := &file_consentledger_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderHint.ProtoReflect.Descriptor instead.
+func (*LeaderHint) Descriptor() ([]byte, []int) {
+	return file_consentledger_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LeaderHint) GetLeaderUrl() string {
+	if x != nil {
+		return x.LeaderUrl
+	}
+	return ""
+}
+
 var File_consentledger_v1_types_proto protoreflect.FileDescriptor
 
 const file_consentledger_v1_types_proto_rawDesc = "" +
@@ -319,7 +367,11 @@ const file_consentledger_v1_types_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tleaf_hash\x18\x02 \x01(\fR\bleafHash\x12;\n" +
 	"\vrecorded_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt*m\n" +
+	"recordedAt\"+\n" +
+	"\n" +
+	"LeaderHint\x12\x1d\n" +
+	"\n" +
+	"leader_url\x18\x01 \x01(\tR\tleaderUrl*m\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CHANNEL_WHATSAPP\x10\x01\x12\x0f\n" +
@@ -340,16 +392,17 @@ func file_consentledger_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_consentledger_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_consentledger_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_consentledger_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_consentledger_v1_types_proto_goTypes = []any{
 	(Channel)(0),                  // 0: consentledger.v1.Channel
 	(*Subject)(nil),               // 1: consentledger.v1.Subject
 	(*Provider)(nil),              // 2: consentledger.v1.Provider
 	(*EntryRef)(nil),              // 3: consentledger.v1.EntryRef
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*LeaderHint)(nil),            // 4: consentledger.v1.LeaderHint
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_consentledger_v1_types_proto_depIdxs = []int32{
-	4, // 0: consentledger.v1.EntryRef.recorded_at:type_name -> google.protobuf.Timestamp
+	5, // 0: consentledger.v1.EntryRef.recorded_at:type_name -> google.protobuf.Timestamp
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -373,7 +426,7 @@ func file_consentledger_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consentledger_v1_types_proto_rawDesc), len(file_consentledger_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
