@@ -126,7 +126,7 @@ type acked struct {
 	index    uint64
 	leaf     []byte
 	decision bool
-	retry func(ctx context.Context, c *client.Client) (*pb.EntryRef, error)
+	retry    func(ctx context.Context, c *client.Client) (*pb.EntryRef, error)
 }
 
 // TestTrillianKillAndRebuild runs consentledger serve on Trillian under
