@@ -37,6 +37,7 @@ import (
 
 	"github.com/consentledger/consentledger/ledger/storage"
 	"github.com/consentledger/consentledger/ledger/storage/badgerstore"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
 // Options configures a Ledger. The zero value means the documented defaults.
@@ -140,9 +141,10 @@ type Ledger struct {
 	ckptMu sync.Mutex
 	latest atomic.Pointer[Checkpoint]
 
-	remoteStats remoteStats
-	role        roleState
-	states      stateCache // subjects' committed state (statecache.go)
+	remoteStats  remoteStats
+	role         roleState
+	activePolicy atomic.Pointer[pb.EntryRef] // see ActivePolicyRef
+	states       stateCache                  // subjects' committed state (statecache.go)
 }
 
 // Open opens the ledger in the data directory dir (Badger under dir/db, keys
@@ -228,6 +230,9 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 		if err := l.catchUp(context.Background(), seq); err != nil {
 			return nil, err
 		}
+	}
+	if err := l.loadActivePolicyRef(context.Background()); err != nil {
+		return nil, err
 	}
 	l.initSpace()
 	if err := l.loadLatestCheckpoint(context.Background()); err != nil {

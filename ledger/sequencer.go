@@ -585,6 +585,7 @@ func (l *Ledger) finish(b *batch) {
 			b.durable = false
 		} else {
 			l.cacheCommitted(b, nil)
+			l.notePolicy(b)
 			if len(b.erased) > 0 {
 				l.eraseRemote(b.erased)
 			}

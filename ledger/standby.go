@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
 // Standby nodes (the log on a remote, several ledgers on one tree): exactly
@@ -156,6 +160,9 @@ func (s *sequencer) promoteNow(req promoteReq) error {
 	if err := l.loadLatestCheckpoint(req.ctx); err != nil {
 		return err
 	}
+	if err := l.loadActivePolicyRef(req.ctx); err != nil {
+		return err
+	}
 	l.role.until.Store(&req.until)
 	l.role.standby.Store(false)
 	l.role.takeovers.Add(1)
@@ -196,4 +203,37 @@ func (s *sequencer) promote(req promoteReq) error {
 		return err
 	}
 	return s.promoteNow(req)
+}
+
+// ActivePolicyRef returns the PolicyPublished entry of the policy in force
+// as of the last committed batch (nil before any), without a store read:
+// the committer keeps it, for entries sequenced here and for entries a
+// standby applied from the remote alike, so a caller that caches the
+// compiled policy sees when another node published one.
+func (l *Ledger) ActivePolicyRef() *pb.EntryRef { return l.activePolicy.Load() }
+
+// loadActivePolicyRef reads the active policy's entry from the store.
+func (l *Ledger) loadActivePolicyRef(ctx context.Context) error {
+	st, err := l.ActivePolicy(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	l.activePolicy.Store(st.GetEntry())
+	return nil
+}
+
+// notePolicy updates ActivePolicyRef from a committed batch's writes.
+func (l *Ledger) notePolicy(b *batch) {
+	for _, w := range b.writes {
+		if len(w.key) != 1 || w.key[0] != tabPolicy || w.del {
+			continue
+		}
+		st := new(pb.PolicyState)
+		if err := proto.Unmarshal(w.val, st); err == nil {
+			l.activePolicy.Store(st.GetEntry())
+		}
+	}
 }

@@ -100,6 +100,9 @@ func (h *policyHandler) PublishPolicy(ctx context.Context, r *connect.Request[pb
 
 func (h *policyHandler) GetActivePolicy(ctx context.Context, _ *connect.Request[pb.GetActivePolicyRequest]) (*connect.Response[pb.GetActivePolicyResponse], error) {
 	_, ref := h.s.Active()
+	if ref == nil {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("no policy has been published yet (a standby: the leader publishes it)"))
+	}
 	data, err := h.s.l.Entry(ctx, ref.Index)
 	if err != nil {
 		return nil, toConnect(err)

@@ -88,6 +88,7 @@ type Service struct {
 	refuseWrites func() error
 
 	publishMu sync.Mutex // publications are activated in log order
+	reloadMu  sync.Mutex // one reload of a policy published through another node at a time
 
 	breachMu sync.Mutex
 	open     atomic.Pointer[openBreaches] // open breaches, for policy input
@@ -129,35 +130,63 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err := s.refreshBreaches(ctx); err != nil {
 		return nil, err
 	}
-	st, err := s.l.ActivePolicy(ctx)
+	ref := s.l.ActivePolicyRef()
 	switch {
-	case errors.Is(err, ledger.ErrNotFound):
+	case ref == nil && s.l.IsStandby():
+		// The leader publishes the default policy; this node loads it
+		// when the entry arrives (Active).
+		set, err := policies.Compile(ctx, policies.Default())
+		if err != nil {
+			return nil, err
+		}
+		s.active.Store(&activePolicy{set: set, ref: nil})
+		return s, nil
+	case ref == nil:
 		if _, _, err := s.Publish(WithPrincipal(ctx, Principal{Name: "system", Role: RoleAdmin}), policies.Default(), "embedded default policy, published on first start", ""); err != nil {
 			return nil, fmt.Errorf("publish the default policy: %w", err)
 		}
 		return s, nil
-	case err != nil:
+	}
+	if err := s.loadActive(ctx, ref); err != nil {
 		return nil, err
 	}
-	data, err := s.l.Entry(ctx, st.Entry.Index)
-	if err != nil {
-		return nil, err
-	}
-	e, err := ledger.DecodeEntry(data)
-	if err != nil {
-		return nil, err
-	}
-	set, err := policies.Compile(ctx, policyFiles(e.GetPolicyPublished().GetFiles()))
-	if err != nil {
-		return nil, fmt.Errorf("compile the active policy (entry %d): %w", st.Entry.Index, err)
-	}
-	s.active.Store(&activePolicy{set: set, ref: st.Entry})
 	return s, nil
 }
 
-// Active returns the policy in force and its PolicyPublished entry.
+// loadActive compiles the policy of the PolicyPublished entry ref and
+// makes it the active one.
+func (s *Service) loadActive(ctx context.Context, ref *pb.EntryRef) error {
+	data, err := s.l.Entry(ctx, ref.Index)
+	if err != nil {
+		return err
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return err
+	}
+	set, err := policies.Compile(ctx, policyFiles(e.GetPolicyPublished().GetFiles()))
+	if err != nil {
+		return fmt.Errorf("compile the active policy (entry %d): %w", ref.Index, err)
+	}
+	s.active.Store(&activePolicy{set: set, ref: ref})
+	return nil
+}
+
+// Active returns the policy in force and its PolicyPublished entry. When
+// the ledger's active policy is another one — published through another
+// node (standby nodes) — it compiles and activates that one first.
 func (s *Service) Active() (*policies.Set, *pb.EntryRef) {
 	a := s.active.Load()
+	if ref := s.l.ActivePolicyRef(); ref != nil && (a.ref == nil || ref.Index != a.ref.Index) {
+		s.reloadMu.Lock()
+		if a = s.active.Load(); a.ref == nil || ref.Index != a.ref.Index {
+			if err := s.loadActive(context.Background(), ref); err != nil {
+				s.log.Error("load the policy published through another node; deciding with the previous one", "entry", ref.Index, "err", err)
+			}
+		}
+		s.reloadMu.Unlock()
+		a = s.active.Load()
+	}
 	return a.set, a.ref
 }
 

@@ -100,6 +100,10 @@ type Config struct {
 	// Advertise is the URL other nodes and clients reach this node at.
 	Advertise string `yaml:"advertise"`
 
+	// LeaseClock, if set, is the clock the leader lease compares with the
+	// database's (tests fake a skewed one); nil means time.Now.
+	LeaseClock func() time.Time `yaml:"-"`
+
 	// DataDir holds the ledger (required); on Trillian, its local cache.
 	DataDir string `yaml:"-"`
 	// PoliciesDir, if set, is published at start when it differs from the

@@ -50,9 +50,9 @@ func nodeName(advertise string) string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), advertise)
 }
 
-func newNode(l *ledger.Ledger, remote *trillianlog.Log, advertise string, log *slog.Logger) *node {
+func newNode(l *ledger.Ledger, remote *trillianlog.Log, advertise string, clock func() time.Time, log *slog.Logger) *node {
 	return &node{l: l, url: advertise, log: log, remote: remote,
-		lease: remote.Lease(nodeName(advertise), advertise, trillianlog.LeaseOptions{})}
+		lease: remote.Lease(nodeName(advertise), advertise, trillianlog.LeaseOptions{Now: clock})}
 }
 
 // writeTimeout is the longest one remote write of the leader may take: its

@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		if advertise == "" {
 			advertise = "http://" + cfg.Addr
 		}
-		nd = newNode(l, remote, advertise, log)
+		nd = newNode(l, remote, advertise, cfg.LeaseClock, log)
 		nd.step(ctx) // a lone node (or the first) leads before it publishes policies
 		nodeCtx, stopNode := context.WithCancel(ctx)
 		nodeDone := make(chan struct{})
