@@ -36,7 +36,6 @@ const catchUpTimeout = 60 * time.Second
 // remoteStats counts what operators must see about the remote.
 type remoteStats struct {
 	rootMismatches atomic.Uint64
-	lastError      atomic.Pointer[string]
 }
 
 // RemoteStats are counters of the remote log, for /metrics.

@@ -259,9 +259,9 @@ func TestStateCacheErasure(t *testing.T) {
 		t.Fatal("granted subject not found")
 	}
 	mustAppend(t, l, &Request{Entry: erase(), Subject: &id})
-	tk := string(tableKey(subject.TableKey(l.keys.SubjectKey, id)))
+	tk := tableKey(subject.TableKey(l.keys.SubjectKey, id))
 	l.states.mu.RLock()
-	_, byTable := l.states.byTable[tk]
+	_, byTable := l.states.byTable[string(tk)]
 	_, bySID := l.states.bySID[g.SubjectID]
 	l.states.mu.RUnlock()
 	if byTable || bySID {

@@ -30,7 +30,7 @@ func (l *Log) AddLeaves(ctx context.Context, first uint64, leaves [][]byte) erro
 		return unreachable(l.cfg.Trillian, "add leaves", err)
 	}
 	if len(resp.Results) != len(leaves) {
-		return fmt.Errorf("Trillian answered %d leaf results for %d leaves", len(resp.Results), len(leaves))
+		return fmt.Errorf("the Trillian server answered %d leaf results for %d leaves", len(resp.Results), len(leaves))
 	}
 	var refused []string
 	for i, r := range resp.Results {
@@ -39,7 +39,7 @@ func (l *Log) AddLeaves(ctx context.Context, first uint64, leaves [][]byte) erro
 		}
 	}
 	if len(refused) > 0 {
-		return fmt.Errorf("Trillian refused %d of %d leaves (another writer on the tree, or a re-sent batch): %s", len(refused), len(leaves), strings.Join(refused[:min(len(refused), 3)], "; "))
+		return fmt.Errorf("the Trillian server refused %d of %d leaves (another writer on the tree, or a re-sent batch): %s", len(refused), len(leaves), strings.Join(refused[:min(len(refused), 3)], "; "))
 	}
 	return nil
 }
@@ -52,7 +52,7 @@ func (l *Log) Integrated(ctx context.Context) (uint64, []byte, error) {
 	}
 	var root types.LogRootV1
 	if err := root.UnmarshalBinary(resp.GetSignedLogRoot().GetLogRoot()); err != nil {
-		return 0, nil, fmt.Errorf("Trillian's log root cannot be read: %w", err)
+		return 0, nil, fmt.Errorf("the Trillian server's log root cannot be read: %w", err)
 	}
 	return root.TreeSize, root.RootHash, nil
 }
@@ -66,7 +66,7 @@ func (l *Log) Leaves(ctx context.Context, start uint64, count int) ([][]byte, er
 	out := make([][]byte, len(resp.Leaves))
 	for i, leaf := range resp.Leaves {
 		if leaf.LeafIndex != int64(start)+int64(i) {
-			return nil, fmt.Errorf("Trillian returned leaf %d where %d was expected", leaf.LeafIndex, int64(start)+int64(i))
+			return nil, fmt.Errorf("the Trillian server returned leaf %d where %d was expected", leaf.LeafIndex, int64(start)+int64(i))
 		}
 		out[i] = leaf.LeafValue
 	}

@@ -219,9 +219,9 @@ func Init(ctx context.Context, trillianAddr, dsn string) (int64, error) {
 func unreachable(addr, what string, err error) error {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return fmt.Errorf("Trillian at %s is unreachable (is trillian_log_server running, and --trillian right?): %s: %w", addr, what, err)
+		return fmt.Errorf("the Trillian server at %s is unreachable (is trillian_log_server running, and --trillian right?): %s: %w", addr, what, err)
 	case codes.NotFound:
-		return fmt.Errorf("Trillian at %s has no such tree (check --tree, or run consentledger trillian init): %s: %w", addr, what, err)
+		return fmt.Errorf("the Trillian server at %s has no such tree (check --tree, or run consentledger trillian init): %s: %w", addr, what, err)
 	}
-	return fmt.Errorf("Trillian at %s: %s: %w", addr, what, err)
+	return fmt.Errorf("the Trillian server at %s: %s: %w", addr, what, err)
 }
