@@ -156,7 +156,7 @@ func (m *metrics) node(n *node) {
 			func() float64 { return float64(n.l.Takeovers()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_entries", Help: "Entries Trillian has integrated that this node has not applied yet."},
 			func() float64 { return float64(n.lagEntries()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_seconds", Help: "How long this node has been behind Trillian's integrated size (0 when caught up)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_seconds", Help: "While this node is behind Trillian, the age of the last entry it applied (0 when caught up)."},
 			func() float64 { return n.lagSeconds() }),
 	)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_lease_term", Help: "Term of the leader lease last seen (the holder is in consentledger_lease_holder_info)."},

@@ -39,7 +39,6 @@ type node struct {
 	remote    *trillianlog.Log
 	mu        sync.Mutex
 	holder    trillianlog.Holder
-	behind    time.Time // since when the node is behind Trillian (zero: caught up)
 	leader    atomic.Bool
 	lastError atomic.Pointer[string]
 }
@@ -156,26 +155,32 @@ func (n *node) lagEntries() uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	size, _, err := n.remote.Integrated(ctx)
-	local := n.l.Size()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err != nil || size <= local {
-		n.behind = time.Time{}
-		return 0
+	if local := n.l.Size(); err == nil && size > local {
+		return size - local
 	}
-	if n.behind.IsZero() {
-		n.behind = time.Now()
-	}
-	return size - local
+	return 0
 }
 
-// lagSeconds is how long the node has been behind, as of the last
-// lagEntries.
+// lagSeconds is, while the node is behind Trillian, how long ago the last
+// entry it applied was recorded (0 when caught up): the age of what it
+// serves, as database replicas report it.
 func (n *node) lagSeconds() float64 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.behind.IsZero() {
+	if n.lagEntries() == 0 {
 		return 0
 	}
-	return time.Since(n.behind).Seconds()
+	size := n.l.Size()
+	if size == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	data, err := n.l.Entry(ctx, size-1)
+	if err != nil {
+		return 0
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return 0
+	}
+	return max(0, time.Since(e.GetRecordedAt().AsTime()).Seconds())
 }
