@@ -409,3 +409,20 @@ func TestLeaseRenewWithMariaDBStopped(t *testing.T) {
 		t.Errorf("re-acquired %+v; want term 2", r)
 	}
 }
+
+// TestLeaseRenewAfterExpiry: a holder that did not renew within the TTL
+// cannot renew any more, even when no other node took the lease; it must
+// take a new term.
+func TestLeaseRenewAfterExpiry(t *testing.T) {
+	env := trilliantest.Shared(t)
+	cfg := newTreeConfig(t, env)
+	a := node(t, cfg, "a", nil)
+	acquire(t, a)
+	time.Sleep(leaseTTL + 100*time.Millisecond)
+	if _, err := a.Renew(context.Background()); !errors.Is(err, trillianlog.ErrLeaseLost) {
+		t.Fatalf("Renew after the expiry = %v, want ErrLeaseLost", err)
+	}
+	if r := acquire(t, a); !r.Acquired || r.Term != 2 || r.Previous.Node != "a" {
+		t.Errorf("TryAcquire after the expiry = %+v; want term 2", r)
+	}
+}
