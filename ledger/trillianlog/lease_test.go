@@ -21,9 +21,12 @@ const leaseTTL = time.Second
 func newTreeConfig(t *testing.T, env *trilliantest.Env) trillianlog.Config {
 	t.Helper()
 	dsn := env.NewDatabase(t)
-	tree, err := trillianlog.Init(context.Background(), env.LogAddr, dsn)
+	// Bounded: Trillian's client retries creating a tree for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tree, err := trillianlog.Init(ctx, env.LogAddr, dsn)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create a tree: %v\n%s", err, env.Logs())
 	}
 	return trillianlog.Config{Trillian: env.LogAddr, Tree: tree, SQL: dsn}
 }
