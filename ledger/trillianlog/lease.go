@@ -388,6 +388,8 @@ func (s *Lease) Release(ctx context.Context) error {
 // standby's answers to writes, and for /metrics), its term and its expiry.
 // A tree whose lease was never taken returns a zero Holder (with DBNow).
 func (s *Lease) Holder(ctx context.Context) (Holder, error) {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
 	h, err := readHolder(ctx, s.db, s.tree, "")
 	if errors.Is(err, sql.ErrNoRows) {
 		var us int64

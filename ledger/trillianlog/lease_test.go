@@ -21,9 +21,12 @@ const leaseTTL = time.Second
 func newTreeConfig(t *testing.T, env *trilliantest.Env) trillianlog.Config {
 	t.Helper()
 	dsn := env.NewDatabase(t)
-	tree, err := trillianlog.Init(context.Background(), env.LogAddr, dsn)
+	// Bounded: Trillian's client retries creating a tree for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tree, err := trillianlog.Init(ctx, env.LogAddr, dsn)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create a tree: %v\n%s", err, env.Logs())
 	}
 	return trillianlog.Config{Trillian: env.LogAddr, Tree: tree, SQL: dsn}
 }
@@ -410,5 +413,22 @@ func TestLeaseRenewWithMariaDBStopped(t *testing.T) {
 	}
 	if r.Term != 2 || r.Previous.Term != 1 {
 		t.Errorf("re-acquired %+v; want term 2", r)
+	}
+}
+
+// TestLeaseRenewAfterExpiry: a holder that did not renew within the TTL
+// cannot renew any more, even when no other node took the lease; it must
+// take a new term.
+func TestLeaseRenewAfterExpiry(t *testing.T) {
+	env := trilliantest.Shared(t)
+	cfg := newTreeConfig(t, env)
+	a := node(t, cfg, "a", nil)
+	acquire(t, a)
+	time.Sleep(leaseTTL + 100*time.Millisecond)
+	if _, err := a.Renew(context.Background()); !errors.Is(err, trillianlog.ErrLeaseLost) {
+		t.Fatalf("Renew after the expiry = %v, want ErrLeaseLost", err)
+	}
+	if r := acquire(t, a); !r.Acquired || r.Term != 2 || r.Previous.Node != "a" {
+		t.Errorf("TryAcquire after the expiry = %+v; want term 2", r)
 	}
 }

@@ -107,7 +107,8 @@ var schema = []string{
 }
 
 // Open connects to Trillian and the database, and checks that both answer,
-// that the tree exists and that our tables are there.
+// that the tree exists and that our tables are there; it adds the lease
+// table (consentledger_lease) to a database initialised before it existed.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l, err := dial(cfg)
 	if err != nil {
