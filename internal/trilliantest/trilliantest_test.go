@@ -183,7 +183,7 @@ func TestAddSequencedLeaves(t *testing.T) {
 // stopped and restarted MariaDB look like to a client.
 func TestCommittedNotIntegrated(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts its own MariaDB and Trillian: not in -short")
+		t.Skip("short mode: starts its own MariaDB and Trillian (CI runs it without -short, where a missing binary fails it: Start)")
 	}
 	env := trilliantest.Start(t)
 	c := env.LogClient()
