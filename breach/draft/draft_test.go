@@ -217,7 +217,7 @@ func TestPDFRenders(t *testing.T) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		t.Skip("requires pdftoppm: " + msg)
 	}
 	d, err := Notification(complete(), Options{Lang: "de", Now: detected.Add(80 * time.Hour)})
 	if err != nil {

@@ -43,7 +43,7 @@ func sendServing(url string) bool {
 // audit, which checks every kept checkpoint against the log.
 func TestStandbyDrills(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short mode: starts MariaDB, Trillian and three consentledger serve processes (CI runs it without -short, where a missing MariaDB or Trillian fails it: trilliantest.Start)")
+		t.Skip("short mode: starts three real servers and their database (CI runs it without -short, where a missing binary fails it)")
 	}
 	env := trilliantest.Start(t)
 	cl, cv := buildBinaries(t)

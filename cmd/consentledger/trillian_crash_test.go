@@ -138,7 +138,7 @@ type acked struct {
 // consentverify evidence and an independent x/mod/sumdb/tlog check.
 func TestTrillianKillAndRebuild(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short mode: starts MariaDB, Trillian and consentledger serve processes (CI runs it without -short, where a missing MariaDB or Trillian fails it: trilliantest.Start)")
+		t.Skip("short mode: starts real servers and their database (CI runs it without -short, where a missing binary fails it)")
 	}
 	env := trilliantest.Start(t)
 	cl, cv := buildBinaries(t)

@@ -183,7 +183,7 @@ func TestAddSequencedLeaves(t *testing.T) {
 // stopped and restarted MariaDB look like to a client.
 func TestCommittedNotIntegrated(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short mode: starts its own MariaDB and Trillian (CI runs it without -short, where a missing binary fails it: Start)")
+		t.Skip("short mode: starts its own servers (CI runs it without -short, where a missing binary fails it)")
 	}
 	env := trilliantest.Start(t)
 	c := env.LogClient()

@@ -81,7 +81,7 @@ func needBrowser(t *testing.T) {
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
-	t.Skip(msg)
+	t.Skip("requires chromium: " + msg)
 }
 
 var tokens = map[string]string{
