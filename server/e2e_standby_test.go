@@ -23,7 +23,7 @@ import (
 // it is free; a node with a correct clock does.
 func TestSkewedClockDoesNotLead(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short: starts MariaDB and Trillian")
+		t.Skip("short mode: starts real servers (CI runs it without -short, where a missing binary fails it)")
 	}
 	env := trilliantest.Start(t)
 	id, err := trillianlog.Init(context.Background(), env.LogAddr, env.DSN)
@@ -58,7 +58,7 @@ func TestSkewedClockDoesNotLead(t *testing.T) {
 // that, the standby refused a write naming the leader, and served reads.
 func TestTakeoverKeepsStateAndPolicy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short: starts MariaDB and Trillian")
+		t.Skip("short mode: starts real servers (CI runs it without -short, where a missing binary fails it)")
 	}
 	env := trilliantest.Start(t)
 	id, err := trillianlog.Init(context.Background(), env.LogAddr, env.DSN)
