@@ -167,6 +167,12 @@ func (s *sequencer) promoteNow(req promoteReq) error {
 	l.role.standby.Store(false)
 	l.role.takeovers.Add(1)
 	l.opts.Logger.Info("this node is now the leader", "size", s.size)
+	// A leader always has a checkpoint to serve (a new tree has none yet).
+	if l.latest.Load() == nil {
+		if _, err := l.signCheckpoint(req.ctx, true); err != nil {
+			l.opts.Logger.Warn("sign the first checkpoint", "err", err)
+		}
+	}
 	return nil
 }
 

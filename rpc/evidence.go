@@ -51,9 +51,12 @@ func EvidenceAt(ctx context.Context, l *ledger.Ledger, index, size uint64) (*pb.
 		if cp.Size <= index {
 			return nil, fmt.Errorf("%w: the checkpoint of size %d does not include decision %d", ledger.ErrInvalid, size, index)
 		}
-	} else if cp.Size <= index {
+	} else if cp == nil || cp.Size <= index {
 		if cp, err = l.SignCheckpoint(ctx); err != nil {
 			return nil, err
+		}
+		if cp == nil || cp.Size <= index {
+			return nil, fmt.Errorf("%w: no signed checkpoint includes decision %d yet; retry in a second", ledger.ErrClosed, index)
 		}
 	}
 	cosigned, _, err := l.WithCosignatures(ctx, cp)

@@ -61,7 +61,9 @@ func (h *logHandler) GetCheckpoint(ctx context.Context, r *connect.Request[pb.Ge
 	case r.Msg.Sign:
 		c, err = h.s.l.SignCheckpoint(ctx)
 	default:
-		c = h.s.l.LatestCheckpoint()
+		if c = h.s.l.LatestCheckpoint(); c == nil {
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("no checkpoint has been signed yet (a standby copies the leader's); retry in a second"))
+		}
 	}
 	if err != nil {
 		return nil, toConnect(err)
@@ -103,7 +105,10 @@ func (h *logHandler) GetEntries(ctx context.Context, r *connect.Request[pb.GetEn
 // proofSize resolves a requested tree size: 0 means the latest checkpoint's.
 func (s *Service) proofSize(size uint64) uint64 {
 	if size == 0 {
-		return s.l.LatestCheckpoint().Size
+		if c := s.l.LatestCheckpoint(); c != nil {
+			return c.Size
+		}
+		return 0
 	}
 	return size
 }

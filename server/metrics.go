@@ -48,7 +48,12 @@ func newMetrics(l *ledger.Ledger, log *slog.Logger) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_log_size", Help: "Entries in the log."},
 			func() float64 { return float64(l.Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_checkpoint_size", Help: "Tree size of the latest signed checkpoint."},
-			func() float64 { return float64(l.LatestCheckpoint().Size) }),
+			func() float64 {
+				if c := l.LatestCheckpoint(); c != nil {
+					return float64(c.Size)
+				}
+				return 0 // a standby before the leader signed its first checkpoint
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_append_batches_total", Help: "Group-commit batches written."},
 			func() float64 { return float64(l.Stats().Batches) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_appended_entries_total", Help: "Entries written; divided by batches, the mean batch size."},
