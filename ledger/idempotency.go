@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/consentledger/consentledger/ledger/storage"
+	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
 
 // CheckIdempotencyKey reports, from the committed state, whether actor has
@@ -44,4 +45,20 @@ func (l *Ledger) CheckIdempotencyKey(ctx context.Context, actor, key string, fin
 		return nil
 	})
 	return index, used, err
+}
+
+// deriveIdem records, while deriving state from stored entries (rebuild,
+// catch-up from a remote), the idempotency record of e at index: the first
+// entry with a key wins, as in the sequencer.
+func deriveIdem(ov *overlay, e *pb.Entry, index uint64, leaf []byte, batchNo uint64) error {
+	if e.IdempotencyKey == "" {
+		return nil
+	}
+	ik := idemKey(e.Actor, e.IdempotencyKey)
+	if _, seen, err := ov.get(ik); err != nil || seen {
+		return err
+	}
+	rec := &idemRecord{index: index, leafHash: leaf, recordedAt: e.RecordedAt.AsTime(), subjectID: e.SubjectId}
+	ov.put(ik, rec.marshal(), batchNo)
+	return nil
 }

@@ -43,16 +43,7 @@ func (l *Ledger) RebuildState(ctx context.Context, progress func(done, total uin
 				if err := applyEntry(w, e, ref); err != nil {
 					return fmt.Errorf("entry %d: %w", i, err)
 				}
-				if e.IdempotencyKey == "" {
-					return nil
-				}
-				ik := idemKey(e.Actor, e.IdempotencyKey)
-				if _, seen, err := ov.get(ik); err != nil || seen {
-					return err // the first entry with a key wins, as in the sequencer
-				}
-				rec := &idemRecord{index: i, leafHash: ref.LeafHash, recordedAt: e.RecordedAt.AsTime(), subjectID: e.SubjectId}
-				ov.put(ik, rec.marshal(), 1)
-				return nil
+				return deriveIdem(ov, e, i, ref.LeafHash, 1)
 			})
 		})
 		if err != nil {

@@ -249,14 +249,8 @@ func (s *sequencer) ingestOne(data []byte) error {
 	if err := applyEntry(w, e, ref); err != nil {
 		return fmt.Errorf("entry %d: %w", s.size, err)
 	}
-	if e.IdempotencyKey != "" {
-		ik := idemKey(e.Actor, e.IdempotencyKey)
-		if _, seen, err := s.ov.get(ik); err != nil {
-			return err
-		} else if !seen { // the first entry with a key wins, as in the sequencer
-			rec := &idemRecord{index: e.Index, leafHash: leaf, recordedAt: e.RecordedAt.AsTime(), subjectID: e.SubjectId}
-			s.ov.put(ik, rec.marshal(), b.no)
-		}
+	if err := deriveIdem(s.ov, e, e.Index, leaf, b.no); err != nil {
+		return err
 	}
 	if err := s.tree.appendLeaf(leaf); err != nil {
 		return err
