@@ -128,6 +128,7 @@ type Ledger struct {
 	view      atomic.Pointer[treeView]
 	committed atomic.Uint64 // number of the last committed batch
 	handedOff atomic.Uint64 // number of the last batch handed to the committer
+	finished  atomic.Uint64 // number of the last batch the committer finished (committed or failed)
 	sequenced atomic.Uint64 // number of the batch holding the last sequenced append (open or handed off)
 
 	mu     sync.Mutex
@@ -214,7 +215,7 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 		stopBg:  make(chan struct{}),
 		notify:  make(chan struct{}),
 		tiles:   tileCache{max: 4096},
-		role:    roleState{promote: make(chan promoteReq)},
+		role:    roleState{promote: make(chan promoteReq), rejoin: make(chan struct{}, 1)},
 	}
 	if opts.Standby {
 		if opts.Remote == nil {
@@ -311,7 +312,7 @@ func (l *Ledger) setBroken(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.broken == nil && errors.Is(err, ErrLeaseLost) {
-		l.broken = fmt.Errorf("%w: %w; this node stopped writing (another node may lead now): restart it to rejoin as a standby — no acknowledged entry is lost", ErrClosed, err)
+		l.broken = fmt.Errorf("%w: %w; this node stopped writing (another node may lead now) and rejoins as a standby — no acknowledged entry is lost", ErrClosed, err)
 		l.opts.Logger.Error("ALARM: leader lease lost; writes stopped", "err", err)
 	}
 	if l.broken == nil && errors.Is(err, ErrRemote) {
@@ -321,6 +322,16 @@ func (l *Ledger) setBroken(err error) {
 	if l.broken == nil {
 		l.broken = fmt.Errorf("%w: a storage write failed, so the ledger accepts no more entries; restart it (no acknowledged entry is lost): %v", ErrClosed, err)
 		l.opts.Logger.Error("ledger storage failure", "err", err)
+	}
+}
+
+// clearLeaseLost ends a stop for a lost lease (after a rejoin); any other
+// failure stays.
+func (l *Ledger) clearLeaseLost() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if errors.Is(l.broken, ErrLeaseLost) {
+		l.broken = nil
 	}
 }
 

@@ -222,6 +222,7 @@ func (s *sequencer) ingest(ctx context.Context, leaves [][]byte) error {
 		l.tiles.add(t)
 	}
 	l.committed.Store(b.no)
+	l.finished.Store(b.no)
 	s.ov.prune(b.no)
 	return nil
 }

@@ -39,6 +39,7 @@ type sequencer struct {
 	carry     *pending // did not fit in the open batch
 	lastBatch int      // appends in the last batch cut
 	promoting *promoteReq
+	rejoining bool // Demote asked for a rejoin as a standby
 }
 
 // batch is what the committer writes and then acknowledges.
@@ -81,6 +82,13 @@ func (s *sequencer) run() {
 			req.done <- s.promote(*req)
 			continue
 		}
+		if s.rejoining {
+			s.rejoining = false
+			if err := s.rejoin(); err != nil {
+				s.fail(err)
+			}
+			continue
+		}
 		// Reads go through one read transaction for many batches (opening
 		// one per batch would wait for the commit in flight). Values written
 		// by batches committed after it opened stay in the overlay, so the
@@ -112,10 +120,17 @@ func (s *sequencer) run() {
 				}
 				var followC <-chan time.Time
 				var promoteC chan promoteReq
+				var rejoinC chan struct{}
 				if s.l.role.standby.Load() && s.l.opts.Remote != nil && s.l.brokenErr() == nil {
 					followC, promoteC = follow.C, s.l.role.promote
 				}
+				if s.l.opts.Remote != nil {
+					rejoinC = s.l.role.rejoin
+				}
 				select {
+				case <-rejoinC:
+					s.rejoining = true
+					return nil
 				case <-followC:
 					if err := s.follow(context.Background()); err != nil {
 						return err
@@ -205,6 +220,10 @@ func (s *sequencer) add(p *pending) error {
 	b := s.open
 	if err := s.l.brokenErr(); err != nil {
 		p.done <- result{err: err}
+		return nil
+	}
+	if s.l.IsStandby() { // queued before a Demote
+		p.done <- result{err: s.l.notLeader()}
 		return nil
 	}
 	if b.bytes+p.size > maxBatchBytes && len(b.acks) > 0 {
@@ -596,6 +615,8 @@ func (l *Ledger) finish(b *batch) {
 		for _, a := range b.acks {
 			a.p.done <- result{err: err}
 		}
+		l.finished.Store(b.no)
+		l.broadcast()
 		return
 	}
 	l.view.Store(b.view)
@@ -605,6 +626,7 @@ func (l *Ledger) finish(b *batch) {
 	l.stats.batches.Add(1)
 	l.stats.entries.Add(uint64(b.entries))
 	l.committed.Store(b.no)
+	l.finished.Store(b.no)
 	for _, a := range b.acks {
 		a.answer()
 	}

@@ -32,6 +32,11 @@ const followInterval = 200 * time.Millisecond
 // minWriteWindow is the least time left on the lease for a remote write.
 const minWriteWindow = 200 * time.Millisecond
 
+// LeaderWriteTimeout is the longest one remote write of a leader may take
+// (its deadline is also never after the lease's end). A new leader's fence
+// waits for it: every node of a tree must use the same value.
+const LeaderWriteTimeout = 2 * time.Second
+
 // ErrLeaseLost: the leader's lease ended (or is about to) before a batch
 // could be written; the ledger stops writing.
 var ErrLeaseLost = errors.New("the leader lease ended")
@@ -42,6 +47,7 @@ type roleState struct {
 	leaderURL atomic.Pointer[string]
 	until     atomic.Pointer[func() time.Time] // the leader's lease end; nil: no lease (single node)
 	promote   chan promoteReq
+	rejoin    chan struct{} // Demote asks the sequencer to rejoin as a standby
 	takeovers atomic.Uint64
 }
 
@@ -95,18 +101,80 @@ func (l *Ledger) Promote(ctx context.Context, until func() time.Time) error {
 	}
 }
 
-// Demote stops the leader writing at once: a lease that could not be
-// renewed. The ledger cannot go on as a standby (its sequencer may hold
-// entries the remote never accepted), so it stops accepting appends
-// until restarted; reads keep working.
+// Demote stops the leader writing at once (a lease that could not be
+// renewed) and makes it a standby again. Appends are refused from the
+// call on; the sequencer then answers the appends it holds with an error
+// (none was acknowledged), waits until the committer has finished every
+// batch handed to it (a batch the remote accepted is still committed and
+// acknowledged: it is durable), drops what it sequenced beyond the last
+// committed batch, reloads its state from the store and follows the
+// remote like any standby (rejoin). Reads keep working throughout; a
+// later Promote makes it the leader again.
 func (l *Ledger) Demote(reason error) {
 	l.role.standby.Store(true)
 	l.setBroken(fmt.Errorf("%w: %w", ErrLeaseLost, reason))
+	select {
+	case l.role.rejoin <- struct{}{}:
+	default: // already asked
+	}
+}
+
+// rejoin runs in the sequencer goroutine, outside its read transaction,
+// after Demote: see there.
+func (s *sequencer) rejoin() error {
+	l := s.l
+	err := l.brokenErr()
+	if err == nil || !errors.Is(err, ErrLeaseLost) {
+		return nil // not demoted for the lease (a storage failure stays fail-stop)
+	}
+	if s.open != nil {
+		for _, a := range s.open.acks {
+			a.p.done <- result{err: err}
+		}
+		s.open = nil
+	}
+	if s.carry != nil {
+		s.carry.done <- result{err: err}
+		s.carry = nil
+	}
+	// Every batch handed to the committer is finished (committed or
+	// answered with the error) before the state is reloaded.
+	for target := l.handedOff.Load(); l.finished.Load() < target; {
+		ch := l.changed()
+		if l.finished.Load() >= target {
+			break
+		}
+		select {
+		case <-ch:
+		case <-l.done:
+			return ErrClosed
+		}
+	}
+	ns, err := l.loadSequencer(context.Background())
+	if err != nil {
+		return err
+	}
+	s.tree, s.ov, s.size, s.lastLeaf, s.lastTime = ns.tree, ns.ov, ns.size, ns.lastLeaf, ns.lastTime
+	s.lastBatch = 0
+	// What was sequenced and not committed is gone: the counters say so,
+	// so that Barrier and the follower's batches start from here.
+	l.sequenced.Store(s.batchNo)
+	l.handedOff.Store(s.batchNo)
+	l.finished.Store(s.batchNo)
+	l.committed.Store(s.batchNo)
+	l.role.until.Store(nil)
+	l.clearLeaseLost()
+	l.broadcast()
+	l.opts.Logger.Info("rejoined as a standby: following the distributed log", "size", s.size)
+	return nil
 }
 
 // writeDeadline returns the deadline for a remote write of the leader, or
 // an error if the lease leaves too little time.
 func (l *Ledger) writeDeadline() (time.Time, error) {
+	if l.IsStandby() {
+		return time.Time{}, fmt.Errorf("%w: this node is a standby", ErrLeaseLost)
+	}
 	f := l.role.until.Load()
 	if f == nil {
 		return time.Now().Add(remoteTimeout), nil
@@ -115,7 +183,7 @@ func (l *Ledger) writeDeadline() (time.Time, error) {
 	if time.Until(until) < minWriteWindow {
 		return time.Time{}, fmt.Errorf("%w: %s left on the lease, a write needs %s", ErrLeaseLost, time.Until(until).Round(time.Millisecond), minWriteWindow)
 	}
-	return until, nil
+	return minTime(until, time.Now().Add(LeaderWriteTimeout)), nil
 }
 
 // follow applies the leaves the remote has integrated beyond the local
@@ -242,4 +310,11 @@ func (l *Ledger) notePolicy(b *batch) {
 			l.activePolicy.Store(st.GetEntry())
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,4 +110,87 @@ func TestLeaseFence(t *testing.T) {
 	if n != 1 {
 		t.Errorf("the remote holds %d leaves, want 1: a write went out past the fence", n)
 	}
+}
+
+// TestDemotedLeaderRejoins: a leader whose lease ran short refuses the
+// write (nothing reaches the remote), rejoins as a standby without a
+// restart — what it sequenced but never committed is gone —, follows the
+// new leader's entries written at the same indexes, and can lead again.
+func TestDemotedLeaderRejoins(t *testing.T) {
+	ctx := context.Background()
+	rem := newMemRemote()
+	keys, _, err := NewKeys("test.example/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var mu sync.Mutex
+	end := time.Now().Add(time.Minute)
+	until := func() time.Time { mu.Lock(); defer mu.Unlock(); return end }
+	long := func() time.Time { return time.Now().Add(time.Minute) }
+	if err := a.Promote(ctx, until); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, a, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	b, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	mu.Lock()
+	end = time.Now().Add(50 * time.Millisecond)
+	mu.Unlock()
+	_, err = a.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("append with 50 ms of lease left: %v, want ErrLeaseLost", err)
+	}
+	a.Demote(err)
+	waitFor(t, "the demoted leader rejoins as a standby", func() bool { return a.Failure() == nil && a.IsStandby() })
+	if _, _, found, err := a.LookupSubject(ctx, *phone(2)); err != nil || found {
+		t.Fatalf("after the rejoin, the subject of a refused opt-in is found=%v (%v): state sequenced but never committed survived", found, err)
+	}
+	a.SetLeaderURL("https://b.example")
+	var nl *NotLeaderError
+	if _, err := a.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(4)}); !errors.As(err, &nl) || nl.Leader != "https://b.example" {
+		t.Fatalf("append on the rejoined standby: %v, want a NotLeaderError naming b", err)
+	}
+
+	// b leads and writes at the index a's refused entry had.
+	if err := b.Promote(ctx, long); err != nil {
+		t.Fatal(err)
+	}
+	out := mustAppend(t, b, &Request{Entry: withdraw(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	if out.Index != 1 {
+		t.Fatalf("the new leader's first index = %d, want 1", out.Index)
+	}
+	mustAppend(t, b, &Request{Entry: grant(pb.Channel_CHANNEL_WHATSAPP, "marketing"), Subject: phone(3)})
+	waitFor(t, "the rejoined node follows the new leader", func() bool { return a.Size() == b.Size() })
+	if !bytes.Equal(a.Root(), b.Root()) {
+		t.Fatalf("rejoined root %x, leader %x", a.Root(), b.Root())
+	}
+	if _, st, found, err := a.LookupSubject(ctx, *phone(1)); err != nil || !found || !sameRef(st.GetHead(), out.Ref()) {
+		t.Fatalf("the rejoined node's state of subject 1: %v %v %v, want the new leader's opt-out as head", st, found, err)
+	}
+
+	// And a leads again once b steps down.
+	b.Demote(errors.New("test: b steps down"))
+	waitFor(t, "b rejoins", func() bool { return b.Failure() == nil })
+	if err := a.Promote(ctx, long); err != nil {
+		t.Fatalf("Promote after a rejoin: %v", err)
+	}
+	e := mustAppend(t, a, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	if e.Index != 3 {
+		t.Errorf("index after leading again = %d, want 3", e.Index)
+	}
+	waitFor(t, "b follows a again", func() bool { return b.Size() == a.Size() })
+	if a.Takeovers() != 2 {
+		t.Errorf("a's takeovers = %d, want 2", a.Takeovers())
+	}
+	checkChains(t, a)
+	checkChains(t, b)
 }

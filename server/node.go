@@ -19,9 +19,10 @@ import (
 // database's clock). The node that holds it is the leader: it waits out
 // the previous leader's fence, catches up to every committed leaf and
 // sequences; it renews the lease about every second and, when a renewal
-// fails, stops writing at once (and must be restarted to rejoin as a
-// standby). The others follow the log and answer writes with the leader's
-// URL.
+// fails (or the ledger refused a write for lack of lease), stops writing at
+// once and rejoins as a standby (ledger.Demote), which may take the lease
+// again later, after the fence. The others follow the log and answer
+// writes with the leader's URL.
 
 // leaseTick is how often the lease is renewed or tried.
 const leaseTick = time.Second
@@ -54,9 +55,12 @@ func newNode(l *ledger.Ledger, remote *trillianlog.Log, advertise string, clock 
 		lease: remote.Lease(nodeName(advertise), advertise, trillianlog.LeaseOptions{Now: clock})}
 }
 
-// writeTimeout is the longest one remote write of the leader may take: its
-// deadline is the lease's Deadline, at most TTL − TTL/3 after a renewal.
-func (n *node) writeTimeout() time.Duration { return n.lease.TTL() }
+// writeTimeout is the longest one remote write of a leader may take: its
+// deadline is the earlier of the lease's Deadline and
+// ledger.LeaderWriteTimeout from its start.
+func (n *node) writeTimeout() time.Duration {
+	return min(n.lease.TTL(), ledger.LeaderWriteTimeout)
+}
 
 // run keeps the lease until ctx ends; it releases it on the way out.
 func (n *node) run(ctx context.Context) {
@@ -86,13 +90,21 @@ func (n *node) release() {
 }
 
 func (n *node) step(ctx context.Context) {
-	if n.l.Failure() != nil {
-		return // stopped writing: restart to rejoin
+	if err := n.l.Failure(); err != nil {
+		if errors.Is(err, ledger.ErrLeaseLost) {
+			// The ledger refused a write for lack of lease: it stops
+			// leading (the lease runs out unrenewed) and rejoins.
+			if n.leader.Swap(false) {
+				n.log.Error("ALARM: the leader's lease ran too short for a write; this node stops writing and rejoins as a standby", "err", err)
+			}
+			n.l.Demote(err) // asks for the rejoin if not already under way
+		}
+		return // other failures stop writing until a restart
 	}
 	if n.leader.Load() {
 		if _, err := n.lease.Renew(ctx); err != nil {
 			n.leader.Store(false)
-			n.log.Error("ALARM: the leader lease could not be renewed; this node stops writing (restart it to rejoin as a standby)", "err", err)
+			n.log.Error("ALARM: the leader lease could not be renewed; this node stops writing and rejoins as a standby", "err", err)
 			n.l.Demote(err)
 		}
 		return

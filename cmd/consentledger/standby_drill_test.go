@@ -19,6 +19,7 @@ import (
 	"github.com/consentledger/consentledger/client"
 	"github.com/consentledger/consentledger/internal/trilliantest"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
+	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
 )
 
 // sendServing reports whether the node's SendService is SERVING (only on
@@ -202,7 +203,9 @@ func TestStandbyDrills(t *testing.T) {
 		start(m) // rejoins as a standby on its old data directory
 	}
 	// A paused leader (SIGSTOP past its lease, then SIGCONT) writes
-	// nothing after it wakes: another node leads, and the paused one stops.
+	// nothing after it wakes: another node leads, and the woken one
+	// rejoins as a standby without a restart — it refuses writes naming
+	// the new leader and follows the log again.
 	pi := leaderOf(time.Second)
 	paused := nodes[pi]
 	if err := paused.n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -220,24 +223,57 @@ func TestStandbyDrills(t *testing.T) {
 		paused.n.cmd.Process.Signal(syscall.SIGCONT)
 		t.Fatal("no node took over from the paused leader within 30 s")
 	}
-	setLeader(nodes[ni].n.url)
+	newLeader := nodes[ni].n.url
+	setLeader(newLeader)
 	time.Sleep(2 * time.Second)
 	if err := paused.n.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	woke := time.Now()
+	// A client that does not follow hints sees the refusal itself.
+	raw := consentledgerv1connect.NewConsentServiceClient(http.DefaultClient, paused.n.url)
+	var refusal error
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, refusal = raw.RecordOptIn(context.Background(), connect.NewRequest(&pb.RecordOptInRequest{Subject: subjectOf("+4917099999999"),
+			Channel: pb.Channel_CHANNEL_SMS, Purposes: []string{"marketing"}, Method: "checkout", NoticeVersion: "2026-01"}))
+		if refusal == nil {
+			t.Fatal("the woken old leader acknowledged a write")
+		}
+		if client.LeaderHint(refusal) == newLeader || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got := client.LeaderHint(refusal); got != newLeader {
+		t.Fatalf("the woken old leader refuses writes with %v (hint %q); want a standby's refusal naming the new leader %s", refusal, got, newLeader)
+	}
 	if sendServing(paused.n.url) {
-		t.Error("the paused leader still says it leads after waking")
+		t.Error("the woken old leader still says it leads")
+	}
+	// It follows the log again: what the new leader acknowledged after the
+	// wake-up reaches it.
+	lc, err := client.New(newLeader, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := lc.Log.GetCheckpoint(context.Background(), connect.NewRequest(&pb.GetCheckpointRequest{}))
+	if err != nil {
+		t.Fatal(err)
 	}
 	pc, err := client.New(paused.n.url, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.Consent.RecordOptIn(context.Background(), connect.NewRequest(&pb.RecordOptInRequest{Subject: subjectOf("+4917099999999"),
-		Channel: pb.Channel_CHANNEL_SMS, Purposes: []string{"marketing"}, Method: "checkout", NoticeVersion: "2026-01"})); err == nil {
-		t.Error("the woken old leader acknowledged a write")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r, err := pc.Log.GetEntries(context.Background(), connect.NewRequest(&pb.GetEntriesRequest{Start: cp.Msg.Size - 1, Count: 1}))
+		if err == nil && len(r.Msg.Entries) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the woken old leader did not follow the log to entry %d within 15 s: %v", cp.Msg.Size-1, err)
+		}
 	}
-	t.Logf("paused leader %d: node %d took over; after SIGCONT the old leader refuses writes", pi, ni)
+	t.Logf("paused leader %d: node %d took over; %v after SIGCONT the old leader is a standby again (refuses writes naming the leader, follows the log)",
+		pi, ni, time.Since(woke).Round(10*time.Millisecond))
 
 	cancel()
 	wg.Wait()
