@@ -159,14 +159,28 @@ func (m *metrics) node(n *node) {
 			func() float64 { return b2f(n.leader.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "consentledger_takeovers_total", Help: "Times this node became the leader."},
 			func() float64 { return float64(n.l.Takeovers()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_entries", Help: "Entries Trillian has integrated that this node has not applied yet."},
-			func() float64 { return float64(n.lagEntries()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_replication_lag_seconds", Help: "While this node is behind Trillian, the age of the last entry it applied (0 when caught up)."},
-			func() float64 { return n.lagSeconds() }),
+		&lagCollector{n: n,
+			entries: prometheus.NewDesc("consentledger_replication_lag_entries", "Entries Trillian has integrated that this node has not applied yet.", nil, nil),
+			seconds: prometheus.NewDesc("consentledger_replication_lag_seconds", "While this node is behind Trillian, the age of the last entry it applied (0 when caught up).", nil, nil)},
 	)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_lease_term", Help: "Term of the leader lease last seen (the holder is in consentledger_lease_holder_info)."},
 		func() float64 { return float64(n.Holder().Term) }))
 	m.reg.MustRegister(&holderCollector{n: n, desc: prometheus.NewDesc("consentledger_lease_holder_info", "The leader lease's holder as last seen (value 1).", []string{"node", "url"}, nil)})
+}
+
+// lagCollector exports the replication lag in entries and seconds from
+// one reading of Trillian per scrape.
+type lagCollector struct {
+	n                *node
+	entries, seconds *prometheus.Desc
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.entries; ch <- c.seconds }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	entries, seconds := c.n.lag()
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, seconds)
 }
 
 // holderCollector exports the lease holder as labels.

@@ -161,38 +161,30 @@ func (n *node) Holder() trillianlog.Holder {
 	return n.holder
 }
 
-// lagEntries is how many entries Trillian has integrated beyond this
-// node's log (0 when it cannot be read).
-func (n *node) lagEntries() uint64 {
+// lag is how far this node is behind Trillian, from one reading of
+// Trillian's integrated size: the entries it has integrated that this node
+// has not applied yet, and, while that is not zero, how long ago the last
+// entry the node applied was recorded (the age of what it serves, as
+// database replicas report it). Both are 0 when Trillian cannot be read.
+func (n *node) lag() (entries uint64, seconds float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	size, _, err := n.remote.Integrated(ctx)
-	if local := n.l.Size(); err == nil && size > local {
-		return size - local
+	local := n.l.Size()
+	if err != nil || size <= local {
+		return 0, 0
 	}
-	return 0
-}
-
-// lagSeconds is, while the node is behind Trillian, how long ago the last
-// entry it applied was recorded (0 when caught up): the age of what it
-// serves, as database replicas report it.
-func (n *node) lagSeconds() float64 {
-	if n.lagEntries() == 0 {
-		return 0
+	entries = size - local
+	if local == 0 {
+		return entries, 0
 	}
-	size := n.l.Size()
-	if size == 0 {
-		return 0
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	data, err := n.l.Entry(ctx, size-1)
+	data, err := n.l.Entry(ctx, local-1)
 	if err != nil {
-		return 0
+		return entries, 0
 	}
 	e, err := ledger.DecodeEntry(data)
 	if err != nil {
-		return 0
+		return entries, 0
 	}
-	return max(0, time.Since(e.GetRecordedAt().AsTime()).Seconds())
+	return entries, max(0, time.Since(e.GetRecordedAt().AsTime()).Seconds())
 }
