@@ -316,7 +316,12 @@ func (s *sequencer) cut() *batch {
 // the sequencer holds.
 func (s *sequencer) fail(err error) {
 	s.l.setBroken(err)
-	err = s.l.brokenErr()
+	s.answerHeld(s.l.brokenErr())
+}
+
+// answerHeld answers every append the sequencer holds (the open batch and
+// the carried one) with err and drops them: none was acknowledged.
+func (s *sequencer) answerHeld(err error) {
 	if s.open != nil {
 		for _, a := range s.open.acks {
 			a.p.done <- result{err: err}

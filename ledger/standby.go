@@ -127,16 +127,7 @@ func (s *sequencer) rejoin() error {
 	if err == nil || !errors.Is(err, ErrLeaseLost) {
 		return nil // not demoted for the lease (a storage failure stays fail-stop)
 	}
-	if s.open != nil {
-		for _, a := range s.open.acks {
-			a.p.done <- result{err: err}
-		}
-		s.open = nil
-	}
-	if s.carry != nil {
-		s.carry.done <- result{err: err}
-		s.carry = nil
-	}
+	s.answerHeld(err)
 	// Every batch handed to the committer is finished (committed or
 	// answered with the error) before the state is reloaded.
 	for target := l.handedOff.Load(); l.finished.Load() < target; {
