@@ -3,9 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,38 +68,4 @@ func decodeTrillian(s string) (trillianlog.Config, error) {
 	}
 	tree, err := strconv.ParseInt(f[1], 10, 64)
 	return trillianlog.Config{Trillian: f[0], Tree: tree, SQL: f[2]}, err
-}
-
-// copyKeys copies a data directory's files (the keys), not its store or
-// checkpoint copy, into a new directory: a node that lost its disk but
-// kept its key files.
-func copyKeys(t testing.TB, from string) string {
-	t.Helper()
-	to := t.TempDir()
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() || e.Name() == SidecarFile {
-			continue
-		}
-		src, err := os.Open(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := src.Stat()
-		dst, err := os.OpenFile(filepath.Join(to, e.Name()), os.O_CREATE|os.O_WRONLY|os.O_EXCL, info.Mode().Perm())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(dst, src); err != nil {
-			t.Fatal(err)
-		}
-		src.Close()
-		if err := dst.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return to
 }

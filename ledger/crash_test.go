@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consentledger/internal/keycopy"
 	"github.com/consentledger/consentledger/internal/trilliantest"
 	"github.com/consentledger/consentledger/ledger/trillianlog"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
@@ -190,7 +191,7 @@ func TestCrashRecovery(t *testing.T) {
 
 		opts := Options{CheckpointInterval: -1}
 		if trill != nil {
-			dir = copyKeys(t, dir)
+			dir = keycopy.Dir(t, dir)
 			opts.Remote = openTrillian(t, *trill)
 		}
 		l, err := Open(dir, opts)

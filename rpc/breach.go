@@ -108,13 +108,9 @@ func (h *breachHandler) ReportBreach(ctx context.Context, r *connect.Request[pb.
 		return nil, err
 	}
 	if rcpt.Duplicate { // a retry: answer with the breach first recorded
-		data, err := h.s.l.Entry(ctx, rcpt.Index)
+		e, err := h.s.entryAt(ctx, rcpt.Index)
 		if err != nil {
-			return nil, toConnect(err)
-		}
-		e, err := ledger.DecodeEntry(data)
-		if err != nil {
-			return nil, toConnect(err)
+			return nil, err
 		}
 		if d := e.GetBreachDetected(); d != nil {
 			id, detected = d.BreachId, d.DetectedAt

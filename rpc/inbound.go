@@ -115,13 +115,9 @@ func (s *Service) keywordWithdrawn(ctx context.Context, id subject.Identifier, c
 	slices.Sort(indexes)
 	indexes = slices.Compact(indexes)
 	for i := len(indexes) - 1; i >= 0; i-- {
-		data, err := s.l.Entry(ctx, indexes[i])
+		e, err := s.entryAt(ctx, indexes[i])
 		if err != nil {
-			return nil, toConnect(err)
-		}
-		e, err := ledger.DecodeEntry(data)
-		if err != nil {
-			return nil, toConnect(err)
+			return nil, err
 		}
 		if w := e.GetConsentWithdrawn(); w == nil || w.Method != methodKeyword {
 			continue
@@ -144,13 +140,9 @@ func (h *consentHandler) ListReviews(ctx context.Context, _ *connect.Request[pb.
 	}
 	resp := &pb.ListReviewsResponse{Reviews: make([]*pb.Review, 0, len(refs))}
 	for _, ref := range refs {
-		data, err := h.s.l.Entry(ctx, ref.Index)
+		e, err := h.s.entryAt(ctx, ref.Index)
 		if err != nil {
-			return nil, toConnect(err)
-		}
-		e, err := ledger.DecodeEntry(data)
-		if err != nil {
-			return nil, toConnect(err)
+			return nil, err
 		}
 		r := e.GetInboundReview()
 		if r == nil {

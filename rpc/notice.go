@@ -133,19 +133,6 @@ func (h *noticeHandler) GetNotice(ctx context.Context, r *connect.Request[pb.Get
 	}), nil
 }
 
-// entryAt reads and decodes entry index.
-func (s *Service) entryAt(ctx context.Context, index uint64) (*pb.Entry, error) {
-	data, err := s.l.Entry(ctx, index)
-	if err != nil {
-		return nil, toConnect(err)
-	}
-	e, err := ledger.DecodeEntry(data)
-	if err != nil {
-		return nil, toConnect(err)
-	}
-	return e, nil
-}
-
 // pickNotice returns the notice of version in language; with no language,
 // the only language the version was published in.
 func (s *Service) pickNotice(ctx context.Context, version, language string) (*pb.NoticeState, error) {

@@ -103,13 +103,9 @@ func (h *policyHandler) GetActivePolicy(ctx context.Context, _ *connect.Request[
 	if ref == nil {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no policy has been published yet (a standby: the leader publishes it)"))
 	}
-	data, err := h.s.l.Entry(ctx, ref.Index)
+	e, err := h.s.entryAt(ctx, ref.Index)
 	if err != nil {
-		return nil, toConnect(err)
-	}
-	e, err := ledger.DecodeEntry(data)
-	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	p := e.GetPolicyPublished()
 	return connect.NewResponse(&pb.GetActivePolicyResponse{Entry: ref, Digest: p.GetDigest(), Files: p.GetFiles(), Note: p.GetNote()}), nil

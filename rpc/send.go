@@ -218,13 +218,9 @@ func (s *Service) catchUp(ctx context.Context, stale error) error {
 // recordedDecision answers an idempotent retry with the decision recorded
 // the first time, not with a new evaluation.
 func (s *Service) recordedDecision(ctx context.Context, rcpt ledger.Receipt) (*pb.DecideResponse, error) {
-	data, err := s.l.Entry(ctx, rcpt.Index)
+	e, err := s.entryAt(ctx, rcpt.Index)
 	if err != nil {
-		return nil, toConnect(err)
-	}
-	e, err := ledger.DecodeEntry(data)
-	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	d := e.GetSendDecision()
 	if d == nil {

@@ -153,6 +153,19 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// entryAt reads and decodes entry index; errors come as Connect errors.
+func (s *Service) entryAt(ctx context.Context, index uint64) (*pb.Entry, error) {
+	data, err := s.l.Entry(ctx, index)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	e, err := ledger.DecodeEntry(data)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return e, nil
+}
+
 // loadActive compiles the policy of the PolicyPublished entry ref and
 // makes it the active one.
 func (s *Service) loadActive(ctx context.Context, ref *pb.EntryRef) error {

@@ -3,14 +3,13 @@ package server_test
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/consentledger/consentledger/internal/keycopy"
 	"github.com/consentledger/consentledger/internal/trilliantest"
 	"github.com/consentledger/consentledger/ledger/trillianlog"
 	"github.com/consentledger/consentledger/policies"
@@ -67,7 +66,7 @@ func TestTakeoverKeepsStateAndPolicy(t *testing.T) {
 	}
 	st := server.StorageConfig{Trillian: env.LogAddr, Tree: id, SQL: env.DSN}
 	a := start(t, server.Config{Storage: st, Advertise: "http://node-a.example"})
-	b := start(t, server.Config{Storage: st, DataDir: copyKeyFiles(t, a.dataDir)})
+	b := start(t, server.Config{Storage: st, DataDir: keycopy.Dir(t, a.dataDir)})
 	ctx := context.Background()
 	optIn(t, a, anna, pb.Channel_CHANNEL_WHATSAPP, true, "marketing")
 	files := pbFiles(policies.Default())
@@ -110,28 +109,4 @@ func TestTakeoverKeepsStateAndPolicy(t *testing.T) {
 	if d.Policy.GetIndex() != pub.Msg.Entry.Index {
 		t.Errorf("the new leader decided with policy entry %d, want %d (published on the old leader)", d.Policy.GetIndex(), pub.Msg.Entry.Index)
 	}
-}
-
-// copyKeyFiles copies a data directory's key files into a new directory:
-// the nodes of one tree share them.
-func copyKeyFiles(t *testing.T, from string) string {
-	t.Helper()
-	to := t.TempDir()
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".key") {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return to
 }

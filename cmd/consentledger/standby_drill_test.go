@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/consentledger/consentledger/client"
+	"github.com/consentledger/consentledger/internal/keycopy"
 	"github.com/consentledger/consentledger/internal/trilliantest"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 	"github.com/consentledger/consentledger/proto/consentledger/v1/consentledgerv1connect"
@@ -73,9 +74,7 @@ func TestStandbyDrills(t *testing.T) {
 		if i == 0 {
 			firstDir = m.dir
 		} else {
-			for _, f := range keyFiles(t, firstDir) {
-				copyFile(t, filepath.Join(firstDir, f), filepath.Join(m.dir, f))
-			}
+			keycopy.Into(t, firstDir, m.dir)
 		}
 		nodes[i] = m
 		start(m)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/consentledger/consentledger/client"
+	"github.com/consentledger/consentledger/internal/keycopy"
 	"github.com/consentledger/consentledger/internal/trilliantest"
 	pb "github.com/consentledger/consentledger/proto/consentledger/v1"
 )
@@ -230,9 +231,7 @@ func TestTrillianKillAndRebuild(t *testing.T) {
 
 	// Restart on an EMPTY data directory with the same key files.
 	empty := t.TempDir()
-	for _, f := range keyFiles(t, orig) {
-		copyFile(t, filepath.Join(orig, f), filepath.Join(empty, f))
-	}
+	keycopy.Into(t, orig, empty)
 	n2 := startNode(t, cl, empty, storage...)
 	// It leads once the killed node's lease expired and its fence passed.
 	for deadline := time.Now().Add(30 * time.Second); !sendServing(n2.url); time.Sleep(100 * time.Millisecond) {
@@ -317,36 +316,6 @@ func TestTrillianKillAndRebuild(t *testing.T) {
 }
 
 func subjectOf(phone string) *pb.Subject { return &pb.Subject{Id: &pb.Subject_Phone{Phone: phone}} }
-
-func keyFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		if !e.IsDir() && e.Name() != "checkpoint" {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	info, err := os.Stat(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, data, info.Mode().Perm()); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func runBin(t *testing.T, bin string, args ...string) {
 	t.Helper()
