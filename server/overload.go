@@ -221,16 +221,22 @@ func (o *overload) refuseInFlight() *connect.Error {
 	return retryLater(fmt.Errorf("the server is overloaded: %d calls are in flight; retry in %v", cap(o.slots), after.Round(time.Millisecond)), after)
 }
 
+// maxQueuePerSlot caps the calls waiting for a slot, per slot, however
+// fast calls complete: each waiter holds a request's headers.
+const maxQueuePerSlot = 16
+
 // queue counts a call in the queue for a slot, unless the queue is as long
 // as the slots that free up within the wait (the wait over an admitted
-// call's time in flight, times the slots).
+// call's time in flight, times the slots; the slots themselves before the
+// first call completed).
 func (o *overload) queue() bool {
 	o.mu.Lock()
 	lat := o.latency
 	o.mu.Unlock()
-	limit := int64(cap(o.slots))
-	if lat > o.wait {
-		limit = max(1, int64(o.wait)*limit/int64(lat))
+	slots := int64(cap(o.slots))
+	limit := slots
+	if lat > 0 {
+		limit = min(max(1, int64(o.wait)*slots/int64(lat)), maxQueuePerSlot*slots)
 	}
 	if o.waiting.Add(1) > limit {
 		o.waiting.Add(-1)

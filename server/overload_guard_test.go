@@ -277,3 +277,37 @@ func TestOverloadWorkerPanicReachesTheRequest(t *testing.T) {
 		t.Errorf("the next call: %d, want it served", resp.StatusCode)
 	}
 }
+
+// TestOverloadQueueLength: the calls that may wait for a slot are those
+// the slots can serve within the wait — the wait over an admitted call's
+// time in flight, times the slots —, the slots themselves before any call
+// completed, at least one, and at most maxQueuePerSlot per slot.
+func TestOverloadQueueLength(t *testing.T) {
+	for _, tc := range []struct {
+		slots   int
+		latency time.Duration
+		want    int64
+	}{
+		{slots: 4, latency: 0, want: 4},                                  // nothing measured yet
+		{slots: 4, latency: 5 * time.Millisecond, want: 16},              // fast calls: more than the slots may wait
+		{slots: 4, latency: 40 * time.Millisecond, want: 2},              // slow calls: fewer
+		{slots: 4, latency: time.Second, want: 1},                        // at least one
+		{slots: 4, latency: time.Microsecond, want: maxQueuePerSlot * 4}, // capped
+		{slots: 16, latency: 20 * time.Millisecond, want: 16},            // latency = wait
+		{slots: 16, latency: 6 * time.Millisecond, want: 20 * 16 / 6},    // the case measured in docs/operations.md
+	} {
+		ol := testOverload(tc.slots, 20*time.Millisecond, nil)
+		ol.latency = tc.latency
+		var n int64
+		for ol.queue() {
+			n++
+			if n > 10000 {
+				break
+			}
+		}
+		ol.stop()
+		if n != tc.want {
+			t.Errorf("%d slots, %v in flight: %d may wait, want %d", tc.slots, tc.latency, n, tc.want)
+		}
+	}
+}
