@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/consentledger/consentledger/ledger/storage/memstore"
 	"github.com/consentledger/consentledger/ledger/subject"
@@ -23,6 +24,7 @@ type memRemote struct {
 	integrated uint64
 	hold       bool // do not integrate
 	failAdd    error
+	addDelay   time.Duration // AddLeaves takes this long (or until its context ends)
 	badRoot    bool
 	subjects   map[string][]byte
 	ckpts      map[uint64][]byte
@@ -32,7 +34,17 @@ func newMemRemote() *memRemote {
 	return &memRemote{subjects: map[string][]byte{}, ckpts: map[uint64][]byte{}}
 }
 
-func (m *memRemote) AddLeaves(_ context.Context, first uint64, leaves [][]byte) error {
+func (m *memRemote) AddLeaves(ctx context.Context, first uint64, leaves [][]byte) error {
+	m.mu.Lock()
+	delay := m.addDelay
+	m.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failAdd != nil {

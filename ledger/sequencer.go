@@ -579,6 +579,11 @@ func (l *Ledger) commitLoop() {
 			if len(b.writes) > 0 {
 				var err error
 				if b.erased, err = l.commitRemote(b); err != nil {
+					if l.leaseEnded() {
+						// A write cut off by the lease's end (a leader
+						// paused past it): lost lease, not a failed remote.
+						err = fmt.Errorf("%w: a write did not finish before the lease ended: %w", ErrLeaseLost, err)
+					}
 					// Set at once, so that no later batch goes to the remote.
 					l.setBroken(err)
 					b.durable = false

@@ -177,6 +177,13 @@ func (l *Ledger) writeDeadline() (time.Time, error) {
 	return minTime(until, time.Now().Add(LeaderWriteTimeout)), nil
 }
 
+// leaseEnded reports whether the leader's lease has ended by now (false
+// without a lease).
+func (l *Ledger) leaseEnded() bool {
+	f := l.role.until.Load()
+	return f != nil && !time.Now().Before((*f)())
+}
+
 // follow applies the leaves the remote has integrated beyond the local
 // log into the open batch (a standby's batches hold only such entries).
 func (s *sequencer) follow(ctx context.Context) error {

@@ -194,3 +194,38 @@ func TestDemotedLeaderRejoins(t *testing.T) {
 	checkChains(t, a)
 	checkChains(t, b)
 }
+
+// TestWriteCutOffByLeaseEnd: a leader paused past its lease wakes with a
+// remote write in flight that its deadline (the lease's end) cut off. That
+// is a lost lease, not a failed remote: the ledger rejoins as a standby
+// instead of stopping until a restart.
+func TestWriteCutOffByLeaseEnd(t *testing.T) {
+	ctx := context.Background()
+	rem := newMemRemote()
+	l, _, _ := newTestLedger(t, Options{Remote: rem, Standby: true})
+	var mu sync.Mutex
+	end := time.Now().Add(time.Minute)
+	until := func() time.Time { mu.Lock(); defer mu.Unlock(); return end }
+	if err := l.Promote(ctx, until); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	mu.Lock()
+	end = time.Now().Add(400 * time.Millisecond)
+	mu.Unlock()
+	rem.mu.Lock()
+	rem.addDelay = 5 * time.Second // the write outlives the lease
+	rem.mu.Unlock()
+	_, err := l.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("append whose write the lease's end cut off: %v, want ErrLeaseLost", err)
+	}
+	rem.mu.Lock()
+	rem.addDelay = 0
+	rem.mu.Unlock()
+	l.Demote(err)
+	waitFor(t, "the ledger rejoins as a standby", func() bool { return l.Failure() == nil && l.IsStandby() })
+	if l.Size() != 1 {
+		t.Errorf("size after the rejoin = %d, want 1", l.Size())
+	}
+}
