@@ -228,7 +228,7 @@ func New(store storage.Store, keys *Keys, opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	if opts.Remote != nil {
-		if err := l.catchUp(context.Background(), seq); err != nil {
+		if err := l.catchUp(context.Background(), seq, !opts.Standby); err != nil {
 			return nil, err
 		}
 	}

@@ -105,12 +105,23 @@ func (l *Ledger) eraseRemote(keys [][]byte) {
 	}
 }
 
-// catchUp extends the local store to every leaf the remote holds, checks
-// that both agree on the root, and brings the subject table and the signed
-// checkpoints over. It runs at start, before the sequencer.
-func (l *Ledger) catchUp(ctx context.Context, s *sequencer) error {
+// catchUp extends the local store to the remote's leaves, checks that both
+// agree on the root, and brings the subject table and the signed
+// checkpoints over. It runs at start, before the sequencer, and before a
+// standby leads. A writer (settle) first waits until the remote has
+// integrated every leaf committed to it, since it appends after them; a
+// standby takes the integrated size — while a leader writes, committed
+// leaves beyond it may never run out — and follows the rest.
+func (l *Ledger) catchUp(ctx context.Context, s *sequencer, settle bool) error {
 	r := l.opts.Remote
-	size, root, err := l.settledSize(ctx, s.size)
+	var size uint64
+	var root []byte
+	var err error
+	if settle {
+		size, root, err = l.settledSize(ctx, s.size)
+	} else {
+		size, root, err = l.integratedSize(ctx, s.size)
+	}
 	if err != nil {
 		return err
 	}
@@ -146,6 +157,30 @@ func (l *Ledger) catchUp(ctx context.Context, s *sequencer) error {
 		return err
 	}
 	return l.syncCheckpoints(ctx)
+}
+
+// integratedSize waits until the remote has integrated at least local
+// leaves (a standby's cache may be ahead of a just-restarted signer), and
+// returns its integrated size and root.
+func (l *Ledger) integratedSize(ctx context.Context, local uint64) (uint64, []byte, error) {
+	deadline := time.Now().Add(catchUpTimeout)
+	for {
+		size, root, err := l.opts.Remote.Integrated(ctx)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: read the tree's size: %v", ErrRemote, err)
+		}
+		if size >= local {
+			return size, root, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, fmt.Errorf("%w: the distributed log has integrated %d entries and the local cache holds %d; none more were integrated within %s: check that trillian_log_signer runs", ErrRemote, size, local, catchUpTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // settledSize waits until the remote has integrated every leaf committed

@@ -220,7 +220,7 @@ func (s *sequencer) follow(ctx context.Context) error {
 // to every committed leaf and makes the ledger the leader.
 func (s *sequencer) promoteNow(req promoteReq) error {
 	l := s.l
-	if err := l.catchUp(req.ctx, s); err != nil {
+	if err := l.catchUp(req.ctx, s, true); err != nil {
 		return err
 	}
 	if err := l.loadLatestCheckpoint(req.ctx); err != nil {

@@ -229,3 +229,41 @@ func TestWriteCutOffByLeaseEnd(t *testing.T) {
 		t.Errorf("size after the rejoin = %d, want 1", l.Size())
 	}
 }
+
+// TestStandbyStartsWhileLeaderWrites: a standby that starts while the
+// leader keeps committing leaves the remote has not integrated yet (a
+// busy leader: there are always some) starts at the integrated size and
+// follows the rest, instead of waiting for a moment with none.
+func TestStandbyStartsWhileLeaderWrites(t *testing.T) {
+	rem := newMemRemote()
+	keys, _, err := NewKeys("test.example/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
+	if _, _, err := rem.Integrated(context.Background()); err != nil { // integrates entry 0
+		t.Fatal(err)
+	}
+	rem.mu.Lock()
+	rem.hold = true // committed from here on, not integrated
+	rem.mu.Unlock()
+	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	began := time.Now()
+	standby, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Close()
+	if took := time.Since(began); took > 10*time.Second || standby.Size() != 1 {
+		t.Fatalf("standby started in %v at size %d, want at once at the integrated size 1", took, standby.Size())
+	}
+	rem.mu.Lock()
+	rem.hold = false
+	rem.mu.Unlock()
+	waitFor(t, "the standby follows the committed leaf once integrated", func() bool { return standby.Size() == 2 })
+}
