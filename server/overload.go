@@ -27,6 +27,12 @@ const (
 	// evaluation, an append waiting for its group commit, or a read; more
 	// in flight than this only lengthens queues.
 	DefaultMaxInFlightPerCPU = 32
+	// MinInFlightPerCPU is the bound under sustained overload: while calls
+	// are being refused for want of a slot, the bound shrinks to this many
+	// per CPU (a call's time in flight, and so every admitted call's
+	// latency, shrinks with it — docs/operations.md, Overload), and grows
+	// back once refusals stop.
+	MinInFlightPerCPU = 4
 	// DefaultOverloadWait is how long a call waits for a slot before it is
 	// refused with resource_exhausted.
 	DefaultOverloadWait = 20 * time.Millisecond
@@ -62,6 +68,15 @@ type overload struct {
 	jobs    chan job      // admitted calls, to the workers
 	quit    chan struct{} // closed: the workers stop
 
+	// The adaptive bound: the controller holds ballast slots (taken like a
+	// call's, so the effective bound is the slots minus the ballast) while
+	// calls are being refused, and gives them back when refusals stop.
+	minSlots     int
+	ballast      atomic.Int64
+	refusals     atomic.Uint64 // calls refused for want of a slot
+	seenRefusals uint64        // the controller's last reading of refusals
+	quietSince   time.Time     // since when no call was refused (controller)
+
 	mu      sync.Mutex
 	latency time.Duration // moving average of an admitted call's time in flight
 	tail    time.Time     // the latest retry time handed out
@@ -70,7 +85,18 @@ type overload struct {
 // admittedKey marks the context of a call the guard has admitted.
 type admittedKey struct{}
 
+// newOverload returns the bound (maxInFlight 0: DefaultMaxInFlightPerCPU
+// per CPU; wait 0: DefaultOverloadWait) with its workers and the
+// controller that adapts it.
 func newOverload(maxInFlight int, wait time.Duration, principals []PrincipalConfig, m *metrics) *overload {
+	o := newOverloadFixed(maxInFlight, wait, principals, m)
+	go o.control()
+	return o
+}
+
+// newOverloadFixed is newOverload without the controller that adapts the
+// bound (tests step it with adapt).
+func newOverloadFixed(maxInFlight int, wait time.Duration, principals []PrincipalConfig, m *metrics) *overload {
 	if maxInFlight <= 0 {
 		maxInFlight = DefaultMaxInFlightPerCPU * runtime.GOMAXPROCS(0)
 	}
@@ -78,7 +104,8 @@ func newOverload(maxInFlight int, wait time.Duration, principals []PrincipalConf
 		wait = DefaultOverloadWait
 	}
 	o := &overload{slots: make(chan struct{}, maxInFlight), wait: wait, rates: map[string]*rate.Limiter{}, m: m,
-		jobs: make(chan job), quit: make(chan struct{})}
+		jobs: make(chan job), quit: make(chan struct{}),
+		minSlots: min(maxInFlight, max(2, MinInFlightPerCPU*runtime.GOMAXPROCS(0))), quietSince: time.Now()}
 	for range maxInFlight {
 		go o.work()
 	}
@@ -217,8 +244,9 @@ func (o *overload) stop() { close(o.quit) }
 // refuseInFlight counts and returns the refusal of a call for want of a slot.
 func (o *overload) refuseInFlight() *connect.Error {
 	o.m.refused("in_flight")
+	o.refusals.Add(1)
 	after := o.retryAfter(time.Now())
-	return retryLater(fmt.Errorf("the server is overloaded: %d calls are in flight; retry in %v", cap(o.slots), after.Round(time.Millisecond)), after)
+	return retryLater(fmt.Errorf("the server is overloaded: %d calls are in flight; retry in %v", o.limit(), after.Round(time.Millisecond)), after)
 }
 
 // maxQueuePerSlot caps the calls waiting for a slot, per slot, however
@@ -233,7 +261,7 @@ func (o *overload) queue() bool {
 	o.mu.Lock()
 	lat := o.latency
 	o.mu.Unlock()
-	slots := int64(cap(o.slots))
+	slots := int64(o.limit())
 	limit := slots
 	if lat > 0 {
 		limit = min(max(1, int64(o.wait)*slots/int64(lat)), maxQueuePerSlot*slots)
@@ -271,7 +299,7 @@ func (o *overload) retryAfter(now time.Time) time.Duration {
 	if earliest := now.Add(minRetryAfter); o.tail.Before(earliest) {
 		o.tail = earliest
 	}
-	o.tail = o.tail.Add(o.latency / time.Duration(cap(o.slots)))
+	o.tail = o.tail.Add(o.latency / time.Duration(o.limit()))
 	return min(o.tail.Sub(now), maxRetryAfter)
 }
 
@@ -317,7 +345,70 @@ func (o *overload) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 }
 
 // inFlight returns the calls in flight now.
-func (o *overload) inFlight() int { return len(o.slots) }
+func (o *overload) inFlight() int { return max(0, len(o.slots)-int(o.ballast.Load())) }
+
+// limit is the bound in force: the slots not held as ballast.
+func (o *overload) limit() int { return cap(o.slots) - int(o.ballast.Load()) }
+
+// Adapting the bound: every controlTick, if calls were refused for want
+// of a slot since the last tick, the ballast grows to hold all slots but
+// minSlots (taken as slots free up, first come, first served with the
+// waiting calls); once none was refused for quietPeriod, it shrinks by an
+// eighth of the slots per tick.
+const (
+	controlTick = 250 * time.Millisecond
+	quietPeriod = 2 * time.Second
+)
+
+// control adapts the bound until the overload is stopped.
+func (o *overload) control() {
+	t := time.NewTicker(controlTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-o.quit:
+			return
+		}
+		o.adapt(time.Now())
+	}
+}
+
+// adapt is one step of control.
+func (o *overload) adapt(now time.Time) {
+	r := o.refusals.Load()
+	refused := r != o.seenRefusals
+	o.seenRefusals = r
+	if refused {
+		o.quietSince = now
+	}
+	target := int64(0)
+	switch {
+	case refused:
+		target = int64(cap(o.slots) - o.minSlots)
+	case now.Sub(o.quietSince) < quietPeriod:
+		target = o.ballast.Load()
+	default:
+		target = max(0, o.ballast.Load()-int64(max(1, cap(o.slots)/8)))
+	}
+	for o.ballast.Load() > target {
+		<-o.slots
+		o.ballast.Add(-1)
+	}
+	// Take slots as they free up, within this tick.
+	deadline := time.NewTimer(controlTick / 2)
+	defer deadline.Stop()
+	for o.ballast.Load() < target {
+		select {
+		case o.slots <- struct{}{}:
+			o.ballast.Add(1)
+		case <-deadline.C:
+			return
+		case <-o.quit:
+			return
+		}
+	}
+}
 
 // retryLater is resource_exhausted with a RetryInfo detail that tells the
 // client when to try again, and the same in a Retry-After header (whole

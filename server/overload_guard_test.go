@@ -311,3 +311,65 @@ func TestOverloadQueueLength(t *testing.T) {
 		}
 	}
 }
+
+// TestOverloadAdaptiveBound: while calls are refused for want of a slot,
+// the bound shrinks to minSlots (fewer calls in flight, each done sooner);
+// it stays there until no call was refused for quietPeriod, then grows back
+// by an eighth of the slots per step.
+func TestOverloadAdaptiveBound(t *testing.T) {
+	const slots = 16
+	ol := newOverloadFixed(slots, 20*time.Millisecond, nil, newMetrics(nil, slog.New(slog.DiscardHandler)))
+	defer ol.stop()
+	low := ol.minSlots
+	if low >= slots || low < 2 {
+		t.Fatalf("minSlots = %d, want 2 ≤ it < %d", low, slots)
+	}
+	now := time.Now()
+	ol.adapt(now)
+	if ol.limit() != slots {
+		t.Fatalf("without refusals the bound is %d, want %d", ol.limit(), slots)
+	}
+	ol.refusals.Add(1) // a call was refused
+	now = now.Add(controlTick)
+	ol.adapt(now)
+	if ol.limit() != low {
+		t.Fatalf("after a refusal the bound is %d, want %d", ol.limit(), low)
+	}
+	ctx := context.Background()
+	var held []func()
+	for range low {
+		rel, err := ol.admit(ctx, "")
+		if err != nil {
+			t.Fatalf("call within the shrunk bound: %v", err)
+		}
+		held = append(held, rel)
+	}
+	if ol.inFlight() != low {
+		t.Errorf("in flight = %d, want %d (ballast not counted)", ol.inFlight(), low)
+	}
+	if _, err := ol.admit(ctx, ""); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("call past the shrunk bound: %v, want resource_exhausted", err)
+	}
+	for _, r := range held {
+		r()
+	}
+	// That refusal keeps it low; quiet for less than quietPeriod: still low.
+	now = now.Add(controlTick)
+	ol.adapt(now)
+	now = now.Add(quietPeriod - controlTick)
+	ol.adapt(now)
+	if ol.limit() != low {
+		t.Fatalf("%v after the last refusal the bound is %d, want %d", quietPeriod-controlTick, ol.limit(), low)
+	}
+	steps := 0
+	for prev := ol.limit(); ol.limit() < slots; prev = ol.limit() {
+		now = now.Add(controlTick)
+		ol.adapt(now)
+		if steps++; steps > 20 || ol.limit() <= prev {
+			t.Fatalf("step %d: the bound went from %d to %d, want it to grow back", steps, prev, ol.limit())
+		}
+	}
+	if want := (slots - low + slots/8 - 1) / (slots / 8); steps != want {
+		t.Errorf("grew back in %d steps, want %d", steps, want)
+	}
+}

@@ -124,6 +124,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	defer ol.stop()
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_in_flight", Help: "Unary calls in flight (bounded by max_in_flight)."},
 		func() float64 { return float64(ol.inFlight()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "consentledger_in_flight_limit", Help: "The bound on unary calls in flight in force: max_in_flight, or less while calls are refused for want of a slot (adaptive)."},
+		func() float64 { return float64(ol.limit()) }))
 	interceptors = append(interceptors, ol, newWatchLimiter(cfg.WatchPerPrincipal, cfg.WatchPerConnection))
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
