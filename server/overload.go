@@ -356,7 +356,7 @@ func (o *overload) limit() int { return cap(o.slots) - int(o.ballast.Load()) }
 // waiting calls); once none was refused for quietPeriod, it shrinks by an
 // eighth of the slots per tick.
 const (
-	controlTick = 250 * time.Millisecond
+	controlTick = 100 * time.Millisecond
 	quietPeriod = 2 * time.Second
 )
 
