@@ -165,11 +165,11 @@ func TestOverload(t *testing.T) {
 	}
 	t.Logf("2,000 callers: %d decisions, %d refused, p50 %v p99 %v, peak RSS %d MiB", len(ok), refused, ok[len(ok)/2], p99(ok), peak.Load())
 	t.Logf("p99 at 2,000 callers / p99 at 64 callers = %.2f", float64(p99(ok))/float64(p99(base)))
-	// The target — p99 of successful calls within 2× the p99 at 64
-	// callers — is not met with the load generator in this process on two
-	// shared cores: side by side with the previous design the ratio swings
-	// 2–11× between runs of either (docs/operations.md, Overload). It is
-	// reported here rather than asserted.
+	// The target — p99 of successful calls within 2× the p99 at 64 callers —
+	// is met on a quiet machine with the adaptive bound (0.67–1.35× in
+	// docs/operations.md, Overload), but with the load generator in this
+	// process on two shared cores it depends on what else runs: reported
+	// here, not asserted.
 	if p99(ok) > 2*p99(base) {
 		t.Logf("NOT MET: p99 of successful calls at 2,000 callers is %v, more than 2× the %v at 64 callers", p99(ok), p99(base))
 	}
