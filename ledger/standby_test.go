@@ -18,21 +18,10 @@ import (
 // leader acknowledged is honoured by the new one.
 func TestStandbyFollowsAndTakesOver(t *testing.T) {
 	ctx := context.Background()
-	rem := newMemRemote()
-	keys, _, err := NewKeys("test.example/ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rem, keys := remoteAndKeys(t)
+	leader := onRemote(t, rem, keys, false)
 	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
-	standby, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer standby.Close()
+	standby := onRemote(t, rem, keys, true)
 	standby.SetLeaderURL("https://node-a.example")
 	var nl *NotLeaderError
 	if _, err := standby.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)}); !errors.As(err, &nl) || nl.Leader != "https://node-a.example" {
@@ -118,34 +107,18 @@ func TestLeaseFence(t *testing.T) {
 // new leader's entries written at the same indexes, and can lead again.
 func TestDemotedLeaderRejoins(t *testing.T) {
 	ctx := context.Background()
-	rem := newMemRemote()
-	keys, _, err := NewKeys("test.example/ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	var mu sync.Mutex
-	end := time.Now().Add(time.Minute)
-	until := func() time.Time { mu.Lock(); defer mu.Unlock(); return end }
+	rem, keys := remoteAndKeys(t)
+	a := onRemote(t, rem, keys, true)
+	lease := newTestLease(time.Minute)
 	long := func() time.Time { return time.Now().Add(time.Minute) }
-	if err := a.Promote(ctx, until); err != nil {
+	if err := a.Promote(ctx, lease.until); err != nil {
 		t.Fatal(err)
 	}
 	mustAppend(t, a, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
-	b, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := onRemote(t, rem, keys, true)
 
-	mu.Lock()
-	end = time.Now().Add(50 * time.Millisecond)
-	mu.Unlock()
-	_, err = a.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
+	lease.endIn(50 * time.Millisecond)
+	_, err := a.Append(ctx, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
 	if !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("append with 50 ms of lease left: %v, want ErrLeaseLost", err)
 	}
@@ -203,16 +176,12 @@ func TestWriteCutOffByLeaseEnd(t *testing.T) {
 	ctx := context.Background()
 	rem := newMemRemote()
 	l, _, _ := newTestLedger(t, Options{Remote: rem, Standby: true})
-	var mu sync.Mutex
-	end := time.Now().Add(time.Minute)
-	until := func() time.Time { mu.Lock(); defer mu.Unlock(); return end }
-	if err := l.Promote(ctx, until); err != nil {
+	lease := newTestLease(time.Minute)
+	if err := l.Promote(ctx, lease.until); err != nil {
 		t.Fatal(err)
 	}
 	mustAppend(t, l, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
-	mu.Lock()
-	end = time.Now().Add(400 * time.Millisecond)
-	mu.Unlock()
+	lease.endIn(400 * time.Millisecond)
 	rem.mu.Lock()
 	rem.addDelay = 5 * time.Second // the write outlives the lease
 	rem.mu.Unlock()
@@ -235,16 +204,8 @@ func TestWriteCutOffByLeaseEnd(t *testing.T) {
 // busy leader: there are always some) starts at the integrated size and
 // follows the rest, instead of waiting for a moment with none.
 func TestStandbyStartsWhileLeaderWrites(t *testing.T) {
-	rem := newMemRemote()
-	keys, _, err := NewKeys("test.example/ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leader.Close()
+	rem, keys := remoteAndKeys(t)
+	leader := onRemote(t, rem, keys, false)
 	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(1)})
 	if _, _, err := rem.Integrated(context.Background()); err != nil { // integrates entry 0
 		t.Fatal(err)
@@ -254,11 +215,7 @@ func TestStandbyStartsWhileLeaderWrites(t *testing.T) {
 	rem.mu.Unlock()
 	mustAppend(t, leader, &Request{Entry: grant(pb.Channel_CHANNEL_SMS, "marketing"), Subject: phone(2)})
 	began := time.Now()
-	standby, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer standby.Close()
+	standby := onRemote(t, rem, keys, true)
 	if took := time.Since(began); took > 10*time.Second || standby.Size() != 1 {
 		t.Fatalf("standby started in %v at size %d, want at once at the integrated size 1", took, standby.Size())
 	}
@@ -266,4 +223,40 @@ func TestStandbyStartsWhileLeaderWrites(t *testing.T) {
 	rem.hold = false
 	rem.mu.Unlock()
 	waitFor(t, "the standby follows the committed leaf once integrated", func() bool { return standby.Size() == 2 })
+}
+
+// onRemote returns a ledger on rem signing with keys — a standby if
+// standby —, closed when the test ends (Close is idempotent).
+func onRemote(t *testing.T, rem *memRemote, keys *Keys, standby bool) *Ledger {
+	t.Helper()
+	l, err := New(memstore.New(), keys, Options{Remote: rem, CheckpointInterval: -1, Standby: standby})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// testLease is a leader lease whose end a test moves.
+type testLease struct {
+	mu  sync.Mutex
+	end time.Time
+}
+
+func newTestLease(d time.Duration) *testLease { return &testLease{end: time.Now().Add(d)} }
+
+// until is the lease's end, as Promote wants it.
+func (l *testLease) until() time.Time { l.mu.Lock(); defer l.mu.Unlock(); return l.end }
+
+// endIn moves the lease's end to d from now.
+func (l *testLease) endIn(d time.Duration) { l.mu.Lock(); l.end = time.Now().Add(d); l.mu.Unlock() }
+
+// remoteAndKeys returns an empty memory remote and the keys of a log on it.
+func remoteAndKeys(t *testing.T) (*memRemote, *Keys) {
+	t.Helper()
+	keys, _, err := NewKeys("test.example/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newMemRemote(), keys
 }
