@@ -18,14 +18,16 @@ import (
 // take the tree's leader lease (a row in the SQL database, timed by the
 // database's clock). The node that holds it is the leader: it waits out
 // the previous leader's fence, catches up to every committed leaf and
-// sequences; it renews the lease about every second and, when a renewal
+// sequences; it renews the lease every half second and, when a renewal
 // fails (or the ledger refused a write for lack of lease), stops writing at
 // once and rejoins as a standby (ledger.Demote), which may take the lease
 // again later, after the fence. The others follow the log and answer
 // writes with the leader's URL.
 
-// leaseTick is how often the lease is renewed or tried.
-const leaseTick = time.Second
+// leaseTick is how often the lease is renewed or tried: a sixth of its
+// 3 s length, so a renewal delayed by a busy machine (a late tick, a slow
+// database round trip) still has 2.5 s before the leader must stop writing.
+const leaseTick = 500 * time.Millisecond
 
 // fenceMargin is added to the new leader's wait before its first write.
 const fenceMargin = 500 * time.Millisecond
