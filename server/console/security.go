@@ -101,7 +101,9 @@ func (c *Console) mac(parts ...string) []byte {
 	return m.Sum(nil)
 }
 
-var b64 = base64.RawURLEncoding
+// b64 is strict: one encoding per byte string (no value with other padding
+// bits decodes to the same signature, so a cookie is accepted only as signed).
+var b64 = base64.RawURLEncoding.Strict()
 
 // sessionValue is a signed session: name.expiry.mac, where the MAC also
 // covers the principal's token hash, so a changed token ends its sessions.
