@@ -1,9 +1,12 @@
 // Package trillianbaseline measures Trillian's own write throughput: a
 // PREORDERED_LOG tree fed with AddSequencedLeaves calls of a fixed batch
-// size, one call in flight, leaves of about a consentledger entry's size.
-// That is exactly the load consentledger's Trillian mode puts on Trillian
-// (one call per group commit), without consentledger, so it is
-// the figure the Trillian mode is compared with (target: Decide ≥ 0.8× it).
+// size, one call in flight. That is exactly the load consentledger's
+// Trillian mode puts on Trillian (one call per group commit), without
+// consentledger, so it is the figure the Trillian mode is compared with
+// (target: Decide ≥ 0.8× it). Run writes random leaves of LeafSize bytes;
+// RunValues writes given leaves — the side-by-side test (TestSideBySide)
+// replays the very leaves consentledger wrote, read back with Leaves, at
+// the group-commit size it used.
 //
 // BenchmarkTrillianAddSequencedLeaves (in this package's tests) runs it on a
 // private MariaDB and Trillian started by internal/trilliantest:
@@ -25,7 +28,10 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// LeafSize is the size of every leaf value, about a consentledger entry's.
+// LeafSize is the size of Run's leaf values: about a consentledger opt-in
+// entry's. A send decision's entry is larger (about 1 KB: it holds the
+// request and the policy's reasons), which is why the side-by-side test
+// replays the real leaves instead.
 const LeafSize = 300
 
 // BatchSizes are the batch sizes the baseline is measured at.
@@ -52,17 +58,30 @@ func Run(ctx context.Context, c trillian.TrillianLogClient, tree, first int64, b
 		return Result{}, fmt.Errorf("batch %d and leaves %d: both must be positive", batch, n)
 	}
 	// Values made before the clock starts, so only Trillian is measured.
-	values := make([]byte, n*LeafSize)
-	if _, err := rand.Read(values); err != nil {
+	buf := make([]byte, n*LeafSize)
+	if _, err := rand.Read(buf); err != nil {
 		return Result{}, err
+	}
+	values := make([][]byte, n)
+	for j := range values {
+		values[j] = buf[j*LeafSize : (j+1)*LeafSize]
+	}
+	return RunValues(ctx, c, tree, first, batch, values)
+}
+
+// RunValues is Run with the leaf values given: values[j] goes to index
+// first+j.
+func RunValues(ctx context.Context, c trillian.TrillianLogClient, tree, first int64, batch int, values [][]byte) (Result, error) {
+	n := len(values)
+	if batch <= 0 || n <= 0 {
+		return Result{}, fmt.Errorf("batch %d and leaves %d: both must be positive", batch, n)
 	}
 	start := time.Now()
 	for done := 0; done < n; {
 		k := min(batch, n-done)
 		leaves := make([]*trillian.LogLeaf, k)
 		for i := range leaves {
-			j := done + i
-			leaves[i] = &trillian.LogLeaf{LeafIndex: first + int64(j), LeafValue: values[j*LeafSize : (j+1)*LeafSize]}
+			leaves[i] = &trillian.LogLeaf{LeafIndex: first + int64(done+i), LeafValue: values[done+i]}
 		}
 		resp, err := c.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree, Leaves: leaves})
 		if err != nil {
@@ -76,6 +95,28 @@ func Run(ctx context.Context, c trillian.TrillianLogClient, tree, first int64, b
 		done += k
 	}
 	return Result{Batch: batch, Leaves: n, Elapsed: time.Since(start)}, nil
+}
+
+// Leaves reads the values of the n integrated leaves of tree from index
+// start on (GetLeavesByRange, in calls of at most 1,000; Trillian returns
+// only integrated leaves, so call WaitIntegrated first).
+func Leaves(ctx context.Context, c trillian.TrillianLogClient, tree, start int64, n int) ([][]byte, error) {
+	values := make([][]byte, 0, n)
+	for len(values) < n {
+		want := min(1000, n-len(values))
+		at := start + int64(len(values))
+		resp, err := c.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree, StartIndex: at, Count: int64(want)})
+		if err != nil {
+			return nil, fmt.Errorf("GetLeavesByRange at index %d: %w", at, err)
+		}
+		if len(resp.Leaves) == 0 {
+			return nil, fmt.Errorf("GetLeavesByRange at index %d: no leaves (is the tree integrated that far?)", at)
+		}
+		for _, l := range resp.Leaves {
+			values = append(values, l.LeafValue)
+		}
+	}
+	return values[:n], nil
 }
 
 // WaitIntegrated waits until Trillian's signer has integrated size leaves of

@@ -1,9 +1,11 @@
 package trillianbaseline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +80,47 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := trillianbaseline.Run(ctx, c, tree, 8, 4, 4); err == nil {
 		t.Fatal("a run over indexes 8–11 of a tree of 10 succeeded, want the refusal of leaf 8")
+	}
+}
+
+// TestRunValues writes given leaves of different sizes in batches of 3 and
+// reads them back with Leaves, across its 1,000-leaf calls.
+func TestRunValues(t *testing.T) {
+	env := trilliantest.Shared(t)
+	c := env.LogClient()
+	tree := env.NewTree(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	values := make([][]byte, 1003)
+	for i := range values {
+		values[i] = []byte(fmt.Sprintf("leaf %d %s", i, strings.Repeat("x", i%97)))
+	}
+	r, err := trillianbaseline.RunValues(ctx, c, tree, 0, 3, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Leaves != len(values) || r.Batch != 3 {
+		t.Fatalf("result %+v", r)
+	}
+	if err := trillianbaseline.WaitIntegrated(ctx, c, tree, uint64(len(values))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := trillianbaseline.Leaves(ctx, c, tree, 2, len(values)-2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(values)-2 {
+		t.Fatalf("Leaves returned %d values, want %d", len(got), len(values)-2)
+	}
+	for i, v := range got {
+		if !bytes.Equal(v, values[i+2]) {
+			t.Fatalf("leaf %d: %q, want %q", i+2, v, values[i+2])
+		}
+	}
+	if _, err := trillianbaseline.Leaves(ctx, c, tree, int64(len(values)), 1); err == nil {
+		t.Fatal("Leaves past the integrated size succeeded, want an error")
+	}
+	if _, err := trillianbaseline.RunValues(ctx, c, tree, 0, 0, values); err == nil {
+		t.Fatal("RunValues with batch 0 succeeded")
 	}
 }
