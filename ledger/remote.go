@@ -172,13 +172,10 @@ func (l *Ledger) integratedSize(ctx context.Context, local uint64) (uint64, []by
 		if size >= local {
 			return size, root, nil
 		}
-		if time.Now().After(deadline) {
-			return 0, nil, fmt.Errorf("%w: the distributed log has integrated %d entries and the local cache holds %d; none more were integrated within %s: check that trillian_log_signer runs", ErrRemote, size, local, catchUpTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if err := retryAfter(ctx, deadline, func() error {
+			return fmt.Errorf("%w: the distributed log has integrated %d entries and the local cache holds %d; none more were integrated within %s: check that trillian_log_signer runs", ErrRemote, size, local, catchUpTimeout)
+		}); err != nil {
+			return 0, nil, err
 		}
 	}
 }
@@ -218,14 +215,25 @@ func (l *Ledger) settledSize(ctx context.Context, local uint64) (uint64, []byte,
 		if size != lastSize {
 			lastSize, stable = size, 0
 		}
-		if time.Now().After(deadline) {
-			return 0, nil, fmt.Errorf("%w: the distributed log has integrated %d entries, and more are committed (or the local cache holds %d) but were not integrated within %s: check that trillian_log_signer runs", ErrRemote, size, local, catchUpTimeout)
+		if err := retryAfter(ctx, deadline, func() error {
+			return fmt.Errorf("%w: the distributed log has integrated %d entries, and more are committed (or the local cache holds %d) but were not integrated within %s: check that trillian_log_signer runs", ErrRemote, size, local, catchUpTimeout)
+		}); err != nil {
+			return 0, nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return 0, nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	}
+}
+
+// retryAfter waits before the next reading of the remote's size (200 ms),
+// or returns timedOut's error once deadline has passed, or ctx's error.
+func retryAfter(ctx context.Context, deadline time.Time, timedOut func() error) error {
+	if time.Now().After(deadline) {
+		return timedOut()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(200 * time.Millisecond):
+		return nil
 	}
 }
 

@@ -307,3 +307,33 @@ func TestRemoteCheckpoints(t *testing.T) {
 		t.Error("a checkpoint was stored for a size whose roots differ")
 	}
 }
+
+// TestRetryAfter: the catch-up loops' wait gives the timeout's error once the
+// deadline has passed, the context's error when it ends first, and
+// otherwise waits before the next reading.
+func TestRetryAfter(t *testing.T) {
+	timedOut := errors.New("timed out")
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		deadline time.Time
+		want     error
+	}{
+		{"deadline passed", context.Background(), time.Now().Add(-time.Millisecond), timedOut},
+		{"context ended", canceled, time.Now().Add(time.Minute), context.Canceled},
+		{"wait", context.Background(), time.Now().Add(time.Minute), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			err := retryAfter(tc.ctx, tc.deadline, func() error { return timedOut })
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("retryAfter: %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && time.Since(start) < 200*time.Millisecond {
+				t.Fatalf("retryAfter returned after %s, want a wait of 200 ms", time.Since(start))
+			}
+		})
+	}
+}
