@@ -114,14 +114,11 @@ func (l *Ledger) eraseRemote(keys [][]byte) {
 // leaves beyond it may never run out — and follows the rest.
 func (l *Ledger) catchUp(ctx context.Context, s *sequencer, settle bool) error {
 	r := l.opts.Remote
-	var size uint64
-	var root []byte
-	var err error
+	remoteSize := l.integratedSize
 	if settle {
-		size, root, err = l.settledSize(ctx, s.size)
-	} else {
-		size, root, err = l.integratedSize(ctx, s.size)
+		remoteSize = l.settledSize
 	}
+	size, root, err := remoteSize(ctx, s.size)
 	if err != nil {
 		return err
 	}

@@ -54,15 +54,13 @@ func (r Result) LeavesPerSecond() float64 { return float64(r.Leaves) / r.Elapsed
 // Any per-leaf status other than OK stops it with an error, as it stops
 // consentledger's writer.
 func Run(ctx context.Context, c trillian.TrillianLogClient, tree, first int64, batch, n int) (Result, error) {
-	if batch <= 0 || n <= 0 {
-		return Result{}, fmt.Errorf("batch %d and leaves %d: both must be positive", batch, n)
-	}
-	// Values made before the clock starts, so only Trillian is measured.
-	buf := make([]byte, n*LeafSize)
+	// Values made before the clock starts, so only Trillian is measured
+	// (RunValues checks batch and n).
+	values := make([][]byte, max(n, 0))
+	buf := make([]byte, len(values)*LeafSize)
 	if _, err := rand.Read(buf); err != nil {
 		return Result{}, err
 	}
-	values := make([][]byte, n)
 	for j := range values {
 		values[j] = buf[j*LeafSize : (j+1)*LeafSize]
 	}
